@@ -1,0 +1,90 @@
+"""The ``adunet`` command: a thin shell over library functions (which notebooks call the same way).
+
+Heavy imports (torch, nnunetv2, papermill) happen inside the commands so ``adunet --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from adunet_lib.data.synthetic import synthesize_cohort
+
+    if args.cases < 1:
+        raise SystemExit("adunet synth: --cases must be at least 1")
+    out = synthesize_cohort(args.out, cases=args.cases, seed=args.seed, site=args.site)
+    print(f"wrote {args.cases} synthetic {args.site} case(s) in the PI-CAI layout to {out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from adunet_lib.data.check import check_dataset
+
+    findings = check_dataset(args.data_dir, show_progress=not args.quiet)
+    errors = [f for f in findings if f.level == "error" or (args.strict and f.level == "warning")]
+    for finding in findings:
+        print(finding)
+    cases = {f.case_id for f in errors}
+    if errors:
+        print(f"{len(errors)} problem(s) in {len(cases)} case(s)", file=sys.stderr)
+        return 1
+    print(f"ok: no errors ({len(findings)} warning(s))")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from adunet_lib.runner.reproduce import reproduce
+
+    reproduce(args.params, start=args.start, stop=args.stop, stream_output=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adunet",
+        description="adU-Net: anomaly maps from reconstruction models as extra nnU-Net channels for csPCa "
+                    "detection on biparametric prostate MRI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic bpMRI cohort in the PI-CAI layout")
+    p.add_argument("out", help="output folder (created)")
+    p.add_argument("--cases", type=int, default=24, help="number of studies (default 24)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--site", choices=["internal", "external"], default="internal",
+                   help="scanner profile: internal (PI-CAI-like) or external (a shifted test site)")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("check", help="validate a dataset: every problem per case and file; non-zero exit on errors")
+    p.add_argument("data_dir", help="PI-CAI folder, Prostate158 folder or manifest .csv")
+    p.add_argument("--strict", action="store_true", help="treat warnings (e.g. missing gland mask) as errors")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("reproduce", help="run the notebook series headless (papermill) with a params file")
+    p.add_argument("params", help="params YAML, e.g. params/demo.yaml")
+    p.add_argument("--from", dest="start", metavar="NN", help="first notebook number (e.g. 02)")
+    p.add_argument("--to", dest="stop", metavar="NN", help="last notebook number (e.g. 04)")
+    p.add_argument("--quiet", action="store_true", help="do not stream notebook output")
+    p.set_defaults(func=_reproduce)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from adunet_lib.errors import AdunetError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AdunetError as exc:
+        print(f"adunet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"adunet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Atomic writes: every output appears whole or not at all.
+
+A run killed mid-write leaves at most a hidden temporary file (``.<name>.tmp-*``), never a
+half-written file under the final name that a later run would trust and skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the final suffixes (``.nii.gz``, ``.mha``, ``.png``) so that writers
+    which pick a format from the extension (SimpleITK, matplotlib) behave as for the final name.
+
+    Example:
+        >>> with atomic_path(tmp_dir / "table.csv") as tmp:  # doctest: +SKIP
+        ...     frame.to_csv(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) if path.suffixes else ""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write text atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON (indented, keys in insertion order) atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def ensure_outside(output: str | Path, inputs: list[str | Path], what: str = "output") -> None:
+    """Refuse to write into an input folder (or into a folder that holds an input).
+
+    Raises:
+        AdunetError: when ``output`` is inside one of ``inputs`` or equal to it.
+    """
+    from adunet_lib.errors import AdunetError
+
+    out = Path(output).resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if out == src or src in out.parents:
+            raise AdunetError(f"{what} folder {output} lies inside the input folder {item}; "
+                              "choose a folder outside the data so inputs are never overwritten")

@@ -1,0 +1,1 @@
+"""Preprocessing: ADC/hbv onto the T2W grid, invertible gland crop, masking, normalisation, slices."""

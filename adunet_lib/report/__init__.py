@@ -1,0 +1,1 @@
+"""Tables, figures and interactive viewers. Every figure and table is saved explicitly (atomic)."""

@@ -1,0 +1,1 @@
+"""Params files, the run folder, and the papermill runner behind ``adunet reproduce``."""

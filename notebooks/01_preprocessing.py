@@ -1,0 +1,95 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Preprocessing
+#
+# From bpMRI studies (T2W, ADC, high-b DWI "hbv") to the 2D slices the anomaly models learn from —
+# the paper's Fig. 2: ADC/hbv are brought onto the T2W grid, a square box around the prostate
+# (from the PZ/TZ masks) is cropped, the background outside the gland is masked, and each sequence
+# is normalised to [0, 1]. Every slice keeps its T2W slice index so anomaly maps can be put back
+# into the original T2W domain later (notebook 05).
+#
+# With `internal_data: synthetic` this notebook first writes a phantom cohort in the PI-CAI layout
+# (`adunet synth`), which then goes through exactly the same reader as real data.
+
+# %% tags=["parameters"]
+# --- common: every notebook declares these ---
+run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
+figure_dir: str = "figures/demo"  # where tables and figures of this params file go
+internal_data: str = "synthetic"  # "synthetic", a PI-CAI folder or a manifest .csv: training + validation
+external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, a manifest, or "none"
+seed: int = 0  # one seed for every random choice of the run
+device: str = "cpu"  # cpu, cuda, cuda:N or mps
+interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
+# --- this notebook ---
+synth_internal_cases: int = 24  # synthetic internal cohort size (used when internal_data is synthetic)
+synth_external_cases: int = 12  # synthetic external cohort size
+slice_size: int = 64  # in-plane size of the model slices (paper: 128)
+crop_margin_mm: float = 8.0  # margin around the gland bounding box
+val_fraction: float = 0.3  # share of internal cases held out for validation (stratified by csPCa)
+on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
+show_cases: int = 3  # cases drawn in the preprocessing figure
+
+# %%
+from adunet_lib.preprocessing.pipeline import PreprocessConfig
+from adunet_lib.preprocessing import stage
+from adunet_lib.report.figures import preprocessing_figure, save_figure
+from adunet_lib.report.viewer import case_viewer
+from adunet_lib.runner.context import RunContext
+
+ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive,
+                        inputs=(internal_data, external_data))
+config = PreprocessConfig(slice_size=slice_size, crop_margin_mm=crop_margin_mm)
+print(ctx.run_dir, config)
+
+# %% [markdown]
+# ## Data
+# Each set is opened with the reader its layout needs (PI-CAI, Prostate158 or a manifest).
+
+# %%
+datasets = stage.resolve_datasets(
+    ctx, {"internal": internal_data, "external": external_data},
+    {"internal": synth_internal_cases, "external": synth_external_cases})
+for name, ds in datasets.items():
+    print(f"{name}: {len(ds)} cases ({ds.layout} layout) from {ds.root}")
+
+# %% [markdown]
+# ## Crop, mask, normalise, slice
+# Cases already preprocessed with the same settings are reused, so a re-run resumes.
+
+# %%
+tables = stage.preprocess_sets(ctx, datasets, config, val_fraction=val_fraction, on_error=on_case_error)
+for case_id, message in tables.skipped:
+    print("skipped:", message)
+stage.summary(tables.cases)
+
+# %% [markdown]
+# ## Fig. 2 — the preprocessing, case by case
+# Original slice with the gland (green), lesion (red) and crop box (yellow); the cropped slice;
+# the masked model input.
+
+# %%
+rows = stage.figure_rows(ctx, tables.cases, show_cases)
+save_figure(preprocessing_figure(rows), ctx.figure("fig2_preprocessing.png"))
+
+# %% [markdown]
+# ## Browse a case
+# In JupyterLab: a slice slider, a sequence selector and overlays. Headless: a static montage.
+
+# %%
+first = tables.cases.sort_values("lesion_slices", ascending=False).iloc[0]
+pre = stage.load_case(ctx, first["set"], first["case_id"])
+volumes = {seq: pre.images["cropped"][i] for i, seq in enumerate(("t2w", "adc", "hbv"))}
+case_viewer(volumes, {"gland": pre.gland["cropped"], "lesion": pre.lesion["cropped"]}, interactive=interactive,
+            title=pre.case_id, save_to=ctx.figure("viewer_preprocessing.png"))

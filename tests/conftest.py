@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny synthetic cohorts on disk, the real shared studies, small images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata" / "picai"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not (REALDATA / "images").is_dir():
+        pytest.skip("../shared/realdata/picai not present")
+    return REALDATA
+
+
+@pytest.fixture(scope="session")
+def synth_internal(tmp_path_factory) -> Path:
+    """Six synthetic internal cases (PI-CAI layout), written once per test session."""
+    from adunet_lib.data.synthetic import synthesize_cohort
+
+    return synthesize_cohort(tmp_path_factory.mktemp("synth") / "internal", cases=6, seed=3, site="internal",
+                             show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def synth_external(tmp_path_factory) -> Path:
+    from adunet_lib.data.synthetic import synthesize_cohort
+
+    return synthesize_cohort(tmp_path_factory.mktemp("synth") / "external", cases=3, seed=3, site="external",
+                             show_progress=False)
+
+
+@pytest.fixture
+def cohort_copy(synth_internal, tmp_path) -> Path:
+    """A private copy of the synthetic cohort that a test may break."""
+    return Path(shutil.copytree(synth_internal, tmp_path / "cohort"))
+
+
+@pytest.fixture
+def realdata_copy(realdata, tmp_path) -> Path:
+    """A private, writable copy of the real studies (for corrupting)."""
+    out = Path(shutil.copytree(realdata, tmp_path / "picai"))
+    for p in out.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return out
+
+
+def make_image(shape=(6, 20, 24), spacing=(0.5, 0.6, 3.0), origin=(-10.0, 5.0, 2.5), tilt_deg=7.0, dtype=np.float32,
+               seed=0):
+    """A small random image with an oblique direction and anisotropic spacing."""
+    from adunet_lib.data.image import Geometry, Image
+
+    a = np.deg2rad(tilt_deg)
+    direction = (1, 0, 0, 0, np.cos(a), -np.sin(a), 0, np.sin(a), np.cos(a))
+    rng = np.random.default_rng(seed)
+    array = (rng.random(shape) * 100).astype(dtype)
+    return Image(array, Geometry((shape[2], shape[1], shape[0]), spacing, origin, direction))

@@ -1,0 +1,53 @@
+"""The promises of the repository itself: install paths, notebooks as committed, a fast CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+
+def test_environment_yml_delegates_to_pyproject(repo):
+    env = yaml.safe_load((repo / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    # conda provides only Python and pip; every library comes from pyproject.toml
+    assert all(d.split("=")[0] in ("python", "pip") for d in conda)
+    assert pip == ["-e .[test]"]
+
+
+def test_cli_help_does_not_import_torch(repo):
+    code = ("import sys; from adunet_lib.cli import build_parser; build_parser(); "
+            "print(any(m in sys.modules for m in ('torch', 'nnunetv2', 'papermill', 'SimpleITK')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _notebooks(repo):
+    return sorted((repo / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_notebooks_are_committed_clean_and_paired(repo):
+    import jupytext
+
+    notebooks = _notebooks(repo)
+    assert notebooks
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
+        assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent", path.name
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{path.name} has outputs"
+        assert sum("parameters" in c["metadata"].get("tags", []) for c in code) == 1
+        paired = path.with_suffix(".py")
+        assert paired.is_file(), f"{paired.name} missing"
+        from_py = jupytext.read(paired)
+        assert [c.source for c in from_py.cells] == ["".join(c["source"]) for c in nb["cells"]], \
+            f"{path.name} and {paired.name} differ: run `jupytext --sync {paired}`"
+
+
+def test_python3_kernel_exists_in_this_environment():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert "python3" in KernelSpecManager().find_kernel_specs()

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+from conftest import make_image
+
+from adunet_lib.data import load_case, open_dataset, read_picai
+from adunet_lib.data.image import Image
+from adunet_lib.errors import CaseError
+from adunet_lib.preprocessing.geometry import CropBox, crop, gland_box, resample_to, slice_grid, uncrop
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_splits, preprocess_case,
+                                               preprocess_dataset, slice_table)
+
+
+def test_crop_then_uncrop_gives_back_the_original_grid_and_voxels():
+    image = make_image(shape=(8, 30, 40))
+    box = CropBox(start=(5, 7, 2), size=(20, 15, 4), reference=image.geometry)
+    cropped = crop(image, box)
+    # the crop stays where it was in physical space
+    assert np.allclose(cropped.origin, image.geometry.index_to_physical((5, 7, 2)))
+    back = uncrop(cropped, box)
+    assert back.geometry == image.geometry
+    np.testing.assert_array_equal(back.array[box.slices()], image.array[box.slices()])
+    assert not back.array[:2].any()  # outside the box: fill value
+
+
+def test_slice_grid_resampling_is_undone_by_resampling_back():
+    image = make_image(shape=(4, 40, 40), spacing=(0.5, 0.5, 3.0))
+    smooth = image.with_array(np.broadcast_to(np.linspace(0, 1, 40)[None, None, :], image.shape).astype(np.float32).copy())
+    box = CropBox((4, 4, 0), (32, 32, 4), image.geometry)
+    grid = slice_grid(box, 16)
+    assert grid.size == (16, 16, 4) and grid.spacing[0] == pytest.approx(1.0)
+    down = resample_to(smooth, grid)
+    up = resample_to(down, image.geometry)
+    inner = (slice(None), slice(8, 32), slice(8, 32))
+    np.testing.assert_allclose(up.array[inner], smooth.array[inner], atol=0.02)
+
+
+def test_gland_box_is_square_in_mm_and_refuses_too_small_images():
+    gland = make_image(shape=(6, 60, 60), spacing=(0.5, 0.5, 3.0)).with_array(np.zeros((6, 60, 60), np.uint8))
+    gland.array[2:4, 20:30, 25:45] = 1
+    box = gland_box(gland, margin_mm=2.0)
+    assert box.size[0] == box.size[1] == 28  # 20 voxels + 2 × 4 voxels margin
+    assert (box.start[2], box.size[2]) == (2, 2)
+    with pytest.raises(ValueError, match="smaller than the crop box"):
+        gland_box(gland, margin_mm=20.0)
+
+
+@pytest.fixture(scope="module")
+def preprocessed(synth_internal, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre")
+    ds = open_dataset(synth_internal)
+    done, skipped = preprocess_dataset(ds.cases, out, PreprocessConfig(slice_size=32), show_progress=False)
+    assert not skipped and done == ds.case_ids
+    return ds, out
+
+
+def test_preprocessed_slices_are_normalised_masked_and_labelled(preprocessed):
+    ds, out = preprocessed
+    for case_id in ds.case_ids:
+        pre = PreprocessedCase.load(out, case_id)
+        images, gland = pre.images["cropped"], pre.gland["cropped"]
+        assert images.shape == (3, pre.n_slices, 32, 32) and images.dtype == np.float32
+        assert images.min() >= 0 and images.max() <= 1
+        assert not images[:, gland == 0].any()  # background outside the gland is masked
+        assert pre.images["full"][:, gland == 0].any()  # full mode keeps the surroundings
+        table = slice_table(pre, "internal", "train")
+        assert (table["label"] == "lesion").any() == bool(pre.lesion["cropped"].any())
+        # each slice's T2W index is where the lesion really is
+        raw = load_case(ds[case_id])
+        for _, row in table[table["label"] == "lesion"].iterrows():
+            assert raw.lesion.array[row["z"]].any()
+
+
+def test_volume_on_slice_grid_goes_back_to_the_t2w_domain(preprocessed):
+    ds, out = preprocessed
+    pre = PreprocessedCase.load(out, ds.case_ids[0])
+    back = pre.to_t2w(pre.images["cropped"][0])
+    raw = load_case(ds[pre.case_id])
+    assert back.geometry == raw.t2w.geometry
+    assert not back.array[raw.gland.array == 0].any()
+    # the lesion drawn on the slice grid lands on the lesion in the T2W grid
+    if pre.lesion["cropped"].any():
+        lesion_back = pre.to_t2w(pre.lesion["cropped"].astype(np.float32)).array > 0.5
+        overlap = (lesion_back & (raw.lesion.array > 0)).sum() / max(lesion_back.sum(), 1)
+        assert overlap > 0.6
+
+
+def test_resumes_without_redoing_cases(preprocessed):
+    ds, out = preprocessed
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+    preprocess_dataset(ds.cases, out, PreprocessConfig(slice_size=32), show_progress=False)
+    assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+
+
+def test_splits_are_stratified_and_deterministic():
+    cases = [(f"c{i}", i % 2 == 0) for i in range(20)]
+    a, b = assign_splits(cases, 0.3, seed=1), assign_splits(cases, 0.3, seed=1)
+    assert a == b
+    val = [cid for cid, s in a.items() if s == "val"]
+    assert len(val) == 6 and sum(int(c[1:]) % 2 == 0 for c in val) == 3
+
+
+def test_real_studies_preprocess_and_px0218_names_the_missing_mask(realdata, tmp_path):
+    ds = read_picai(realdata)
+    done, skipped = preprocess_dataset(ds.cases, tmp_path, PreprocessConfig(slice_size=64), on_error="skip",
+                                       show_progress=False)
+    assert done == ["10795_1000811", "11373_1001396"]
+    assert len(skipped) == 1 and skipped[0][0] == "px0218_0218"
+    assert "no gland mask" in skipped[0][1] and "px0218_0218_t2w.mha" in skipped[0][1]
+    pre = PreprocessedCase.load(tmp_path, "11373_1001396")
+    assert pre.lesion["cropped"].any()
+    assert pre.to_t2w(pre.images["cropped"][1]).geometry.same_as(load_case(ds["11373_1001396"]).t2w.geometry)
+    with pytest.raises(CaseError, match="px0218_0218"):
+        preprocess_dataset([ds["px0218_0218"]], tmp_path / "strict", show_progress=False)
