@@ -1,0 +1,1 @@
+"""Dense and spatial autoencoders after Baur et al. (2021)."""

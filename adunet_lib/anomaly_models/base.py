@@ -1,0 +1,152 @@
+"""The one interface every reconstruction model implements.
+
+A model is a plain Python object that owns its ``nn.Module`` s, optimisers and schedulers. The
+training loop only calls :meth:`ReconstructionModel.train_step` — the model does its own backward
+passes, so a GAN can update its discriminator and generator as it needs — and
+:meth:`ReconstructionModel.reconstruct`, which always returns a tensor of the input's shape in [0, 1].
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclasses.dataclass
+class SliceBatch:
+    """A batch of 2D slices.
+
+    Attributes:
+        images: ``(B, C, H, W)`` float in [0, 1] (C = number of sequences the model sees).
+        labels: ``(B,)`` long, 0 = healthy slice, 1 = slice with lesion.
+        masks: ``(B, 1, H, W)`` float gland mask (1 inside).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+
+    def to(self, device: torch.device | str) -> SliceBatch:
+        return SliceBatch(self.images.to(device), self.labels.to(device), self.masks.to(device))
+
+
+class ReconstructionModel(abc.ABC):
+    """Base class of the registered models.
+
+    Subclasses define a ``Config`` dataclass of hyperparameters (defaults = the paper's settings),
+    build their networks in ``__init__``, optimisers/schedulers in :meth:`configure`, and implement
+    :meth:`train_step` and :meth:`reconstruct`.
+
+    Class attributes:
+        name: registry name (set by ``@register``).
+        uses_labels: True when training needs lesion slices and slice labels (FP-GAN, the diffusion
+            model's classifier); False when it learns from healthy slices only (autoencoders).
+        Config: the hyperparameter dataclass.
+    """
+
+    name: ClassVar[str] = ""
+    uses_labels: ClassVar[bool] = False
+    Config: ClassVar[type] = object
+
+    def __init__(self, in_channels: int, image_size: int, config: Any = None, device: str | torch.device = "cpu"):
+        if in_channels < 1:
+            raise ValueError("in_channels must be at least 1")
+        self.in_channels = int(in_channels)
+        self.image_size = int(image_size)
+        self.config = self.resolve_config(config)
+        self.device = torch.device(device)
+        self.step = 0
+
+    # -- configuration -------------------------------------------------------------------------
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """A ``Config`` instance from None (defaults), a dict of overrides, or a ``Config``."""
+        if config is None:
+            return cls.Config()
+        if isinstance(config, cls.Config):
+            return config
+        if isinstance(config, dict):
+            known = {f.name for f in dataclasses.fields(cls.Config)}
+            unknown = sorted(set(config) - known)
+            if unknown:
+                raise ValueError(f"{cls.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(known))}")
+            return cls.Config(**config)
+        raise TypeError(f"{cls.name}: config must be a dict or {cls.Config.__name__}")
+
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        """Hyperparameter overrides that make the model tiny (contract tests, smoke runs)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved configuration, JSON-able (stored in every checkpoint)."""
+        return {"model": self.name, "in_channels": self.in_channels, "image_size": self.image_size,
+                **dataclasses.asdict(self.config)}
+
+    # -- what subclasses implement -------------------------------------------------------------
+    @abc.abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """Named networks (their weights are checkpointed)."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def schedulers(self) -> dict[str, Any]:
+        return {}
+
+    def configure(self, total_iterations: int, epoch_length: int) -> None:
+        """Build optimisers and schedulers once the training budget is known."""
+
+    @abc.abstractmethod
+    def train_step(self, batch: SliceBatch) -> dict[str, float]:
+        """One optimisation step (the model runs its own backward passes); returns scalar losses."""
+
+    @abc.abstractmethod
+    def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Pseudo-healthy version of ``x`` (networks in eval mode, no gradients)."""
+
+    # -- shared behaviour ----------------------------------------------------------------------
+    def reconstruct(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Pseudo-healthy slices G(x): same shape as ``x`` (``(B, C, H, W)`` in [0, 1]), on ``x``'s device."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self.name}: expected (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        for net in self.networks().values():
+            net.eval()
+        outs = []
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start:start + batch_size].to(self.device, torch.float32)
+            out = self._reconstruct(chunk)
+            outs.append(out.detach().clamp(0, 1).to(x.device))
+        for net in self.networks().values():
+            net.train()
+        return torch.cat(outs) if outs else x.clone()
+
+    def train(self) -> None:
+        for net in self.networks().values():
+            net.train()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimiser and scheduler states and the step counter (tensors and primitives only)."""
+        return {
+            "step": self.step,
+            "networks": {k: v.state_dict() for k, v in self.networks().items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers().items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers().items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], weights_only: bool = False) -> None:
+        """Restore :meth:`state_dict`; with ``weights_only`` just the networks (for inference)."""
+        for key, net in self.networks().items():
+            net.load_state_dict(state["networks"][key])
+        if weights_only:
+            return
+        self.step = int(state["step"])
+        for key, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][key])
+        for key, sched in self.schedulers().items():
+            sched.load_state_dict(state["schedulers"][key])

@@ -1,0 +1,1 @@
+"""placeholder: registered by a later step"""
