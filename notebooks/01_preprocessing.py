@@ -37,7 +37,7 @@ synth_internal_cases: int = 24  # synthetic internal cohort size (used when inte
 synth_external_cases: int = 12  # synthetic external cohort size
 slice_size: int = 64  # in-plane size of the model slices (paper: 128)
 crop_margin_mm: float = 8.0  # margin around the gland bounding box
-val_fraction: float = 0.3  # share of internal cases held out for validation (stratified by csPCa)
+n_folds: int = 5  # stratified cross-validation folds of the internal set; fold 0 = the validation split
 on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
 show_cases: int = 3  # cases drawn in the preprocessing figure
 
@@ -69,7 +69,7 @@ for name, ds in datasets.items():
 # Cases already preprocessed with the same settings are reused, so a re-run resumes.
 
 # %%
-tables = stage.preprocess_sets(ctx, datasets, config, val_fraction=val_fraction, on_error=on_case_error)
+tables = stage.preprocess_sets(ctx, datasets, config, n_folds=n_folds, on_error=on_case_error)
 for case_id, message in tables.skipped:
     print("skipped:", message)
 stage.summary(tables.cases)

@@ -6,7 +6,7 @@ from adunet_lib.data import load_case, open_dataset, read_picai
 from adunet_lib.data.image import Image
 from adunet_lib.errors import CaseError
 from adunet_lib.preprocessing.geometry import CropBox, crop, gland_box, resample_to, slice_grid, uncrop
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_splits, preprocess_case,
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_case,
                                                preprocess_dataset, slice_table)
 
 
@@ -91,12 +91,14 @@ def test_resumes_without_redoing_cases(preprocessed):
     assert before == {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
 
 
-def test_splits_are_stratified_and_deterministic():
-    cases = [(f"c{i}", i % 2 == 0) for i in range(20)]
-    a, b = assign_splits(cases, 0.3, seed=1), assign_splits(cases, 0.3, seed=1)
-    assert a == b
-    val = [cid for cid, s in a.items() if s == "val"]
-    assert len(val) == 6 and sum(int(c[1:]) % 2 == 0 for c in val) == 3
+def test_folds_are_stratified_balanced_and_deterministic():
+    cases = [(f"c{i}", i % 3 == 0) for i in range(21)]
+    a, b = assign_folds(cases, 3, seed=1), assign_folds(cases, 3, seed=1)
+    assert a == b and a != assign_folds(cases, 3, seed=2)
+    for fold in range(3):
+        members = [cid for cid, f in a.items() if f == fold]
+        assert len(members) == 7
+        assert sum(int(c[1:]) % 3 == 0 for c in members) in (2, 3)  # 7 positives spread over 3 folds
 
 
 def test_real_studies_preprocess_and_px0218_names_the_missing_mask(realdata, tmp_path):

@@ -257,16 +257,24 @@ def slice_table(pre: PreprocessedCase, set_name: str, split: str) -> pd.DataFram
                                        "label", "case_cspca"])
 
 
-def assign_splits(cases: list[tuple[str, bool | None]], val_fraction: float, seed: int) -> dict[str, str]:
-    """Case-level train/val split, stratified by csPCa, deterministic in ``seed``."""
+def assign_folds(cases: list[tuple[str, bool | None]], n_folds: int, seed: int) -> dict[str, int]:
+    """Stratified cross-validation folds (by csPCa), deterministic in ``seed``.
+
+    Fold 0's cases are the internal validation split; nnU-Net's ``splits_final.json`` is written
+    from the same folds, so "validation" means the same cases in every notebook.
+    """
+    if n_folds < 2:
+        raise ValueError("n_folds must be at least 2")
     rng = np.random.default_rng(seed)
-    out: dict[str, str] = {}
+    out: dict[str, int] = {}
+    offset = 0
     for label in (True, False, None):
         group = sorted(cid for cid, c in cases if c is label)
         rng.shuffle(group)
-        n_val = int(round(len(group) * val_fraction))
         for i, cid in enumerate(group):
-            out[cid] = "val" if i < n_val else "train"
+            # continue the round-robin across groups so fold sizes stay balanced
+            out[cid] = (offset + i) % n_folds
+        offset += len(group)
     return out
 
 

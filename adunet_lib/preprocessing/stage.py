@@ -21,7 +21,7 @@ from adunet_lib.data.readers import Dataset, open_dataset
 from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path, write_json
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_splits, preprocess_dataset,
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_dataset,
                                                slice_table)
 from adunet_lib.runner.context import RunContext, resolve
 
@@ -61,9 +61,10 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
     return out
 
 
-def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: PreprocessConfig, val_fraction: float,
+def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: PreprocessConfig, n_folds: int,
                     on_error: str = "fail", show_progress: bool = True) -> CohortTables:
-    """Preprocess every set, split internal cases into train/val, write ``cases.csv`` and ``slices.csv``."""
+    """Preprocess every set, assign internal cases to stratified folds (fold 0 = validation split,
+    the rest = training split), write ``cases.csv`` and ``slices.csv``."""
     case_rows, slice_frames, skipped = [], [], []
     for set_name, dataset in datasets.items():
         folder = ctx.preprocessed / set_name
@@ -72,14 +73,16 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
         skipped.extend(bad)
         pres = {cid: PreprocessedCase.load(folder, cid) for cid in done}
         if set_name == "internal":
-            splits = assign_splits([(cid, p.cspca) for cid, p in pres.items()], val_fraction, ctx.seed)
+            folds = assign_folds([(cid, p.cspca) for cid, p in pres.items()], n_folds, ctx.seed)
+            splits = {cid: "val" if fold == 0 else "train" for cid, fold in folds.items()}
         else:
+            folds = {cid: -1 for cid in pres}
             splits = {cid: "test" for cid in pres}
         for cid, pre in pres.items():
             table = slice_table(pre, set_name, splits[cid])
             slice_frames.append(table)
             case_rows.append({
-                "set": set_name, "split": splits[cid], "case_id": cid, "site": pre.site, "cspca": pre.cspca,
+                "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid, "site": pre.site, "cspca": pre.cspca,
                 "labeled": pre.labeled, "gland_slices": len(table),
                 "lesion_slices": int((table["label"] == "lesion").sum()),
                 "box_size_mm": round(pre.box.size[0] * pre.t2w_geometry.spacing[0], 1),
@@ -90,7 +93,8 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     for name, frame in (("cases.csv", cases), ("slices.csv", slices)):
         with atomic_path(ctx.preprocessed / name) as tmp:
             frame.to_csv(tmp, index=False)
-    write_json(ctx.preprocessed / "config.json", {"preprocess": dataclasses.asdict(config), "val_fraction": val_fraction,
+    write_json(ctx.preprocessed / "config.json", {"preprocess": dataclasses.asdict(config),
+                                                  "n_folds": n_folds,
                                                   "datasets": {k: str(v.root) for k, v in datasets.items()},
                                                   "skipped": skipped})
     return CohortTables(cases, slices, skipped)

@@ -119,6 +119,11 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
         pm_logger.setLevel(logging.INFO)
         pm_logger.propagate = False
     timings: dict[str, float] = {}
+    # what each notebook was given, for the run summary (merged: --from / --to runs keep the rest)
+    params_path_json = run_dir / "params.json"
+    given = json.loads(params_path_json.read_text()) if params_path_json.is_file() else {}
+    given.update({nb.name: values for nb, values in selected})
+    write_json(params_path_json, given)
     record_path = run_dir / "reproduce.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     total = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Denoising diffusion model with classifier guidance after Wolleb et al. (2022)."""

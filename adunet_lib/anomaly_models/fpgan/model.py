@@ -1,1 +1,220 @@
-"""placeholder: registered by a later step"""
+"""The Fixed-Point GAN (Siddiquee et al. 2019) as a registered reconstruction model.
+
+The generator learns to move a slice between two domains, healthy (0) and lesion (1), while a slice
+sent to its *own* domain must come back unchanged (the "fixed point"). Sending every slice to the
+healthy domain then removes lesions and leaves healthy tissue alone, so ``|x - G(x, healthy)|`` is
+an anomaly map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch
+from adunet_lib.anomaly_models.fpgan.torch_model import Discriminator, Generator
+from adunet_lib.anomaly_models.registry import register
+
+#: domain index of healthy slices (= the slice label 0)
+HEALTHY = 0
+
+_G_KEYS = ("g_adv", "g_cls", "g_rec", "g_id")
+
+
+@dataclasses.dataclass
+class FPGANConfig:
+    """Fixed-Point GAN hyperparameters; defaults are the paper's (StarGAN's networks and optimiser).
+
+    Attributes:
+        conv_dim: first-layer width of generator and discriminator.
+        n_res_blocks: generator residual blocks.
+        d_layers: discriminator stride-2 convolutions; ``image_size // 2 ** d_layers`` must be >= 1
+            (6 for 128² images; fewer for small demo images).
+        c_dim: domains (healthy, lesion).
+        lambda_cls, lambda_rec, lambda_id, lambda_gp: weights of the domain-classification,
+            cycle-reconstruction, identity and gradient-penalty losses.
+        n_critic: discriminator updates per generator update.
+        g_lr, d_lr, beta1, beta2: Adam settings.
+        decay_from: fraction of the training budget after which both learning rates fall linearly to 0.
+    """
+
+    conv_dim: int = 64
+    n_res_blocks: int = 6
+    d_layers: int = 6
+    c_dim: int = 2
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_id: float = 10.0
+    lambda_gp: float = 10.0
+    n_critic: int = 5
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_from: float = 0.5
+
+
+def _linear_decay(total_iterations: int, decay_from: float):
+    """Learning-rate factor after ``t`` iterations: 1 until ``decay_from * total``, then linearly to 0."""
+    start = int(decay_from * total_iterations)
+    span = total_iterations - start
+
+    def factor(t: int) -> float:
+        if t < start or span <= 0:
+            return 1.0
+        return max(0.0, (total_iterations - t) / span)
+
+    return factor
+
+
+def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: (‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ of real and fake slices."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    scores, _ = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    # vector_norm has a defined gradient at 0, unlike sqrt(sum(g²))
+    return ((torch.linalg.vector_norm(grad.flatten(1), dim=1) - 1) ** 2).mean()
+
+
+@register("fpgan")
+class FixedPointGAN(ReconstructionModel):
+    """Fixed-Point GAN: ``reconstruct`` translates every slice to the healthy domain.
+
+    Training follows the paper's objective with WGAN-GP: each step updates the critic on real slices
+    (adversarial + domain classification) and on two fakes — ``x`` sent to a random domain and ``x``
+    sent to its own domain — and every ``n_critic``-th step updates the generator with adversarial and
+    classification losses on both fakes, cycle reconstruction for both and the identity loss
+    ``|x − G(x, c_x)|``. Images are mapped to [-1, 1] inside the model.
+
+    Example:
+        >>> from adunet_lib.anomaly_models import create
+        >>> gan = create("fpgan", in_channels=1, image_size=32, config=FixedPointGAN.smoke_config())
+        >>> gan.reconstruct(torch.rand(4, 1, 32, 32)).shape
+        torch.Size([4, 1, 32, 32])
+    """
+
+    uses_labels = True
+    Config = FPGANConfig
+
+    def __init__(self, in_channels: int, image_size: int, config: Any = None, device: str | torch.device = "cpu"):
+        super().__init__(in_channels, image_size, config, device)
+        c = self.config
+        if c.c_dim < 2:
+            raise ValueError(f"c_dim must be at least 2 (healthy, lesion), got {c.c_dim}")
+        if c.n_critic < 1:
+            raise ValueError(f"n_critic must be at least 1, got {c.n_critic}")
+        if image_size % Generator.stride:
+            raise ValueError(f"fpgan: image_size must be a multiple of {Generator.stride}, got {image_size}")
+        self.generator = Generator(in_channels, c.c_dim, c.conv_dim, c.n_res_blocks).to(self.device)
+        self.discriminator = Discriminator(in_channels, image_size, c.c_dim, c.conv_dim, c.d_layers).to(self.device)
+        self._opt: dict[str, torch.optim.Optimizer] = {}
+        self._sched: dict[str, Any] = {}
+        # the loss table needs fixed columns: G losses are repeated between generator updates
+        self._last_g = dict.fromkeys(_G_KEYS, 0.0)
+
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        return {"conv_dim": 8, "n_res_blocks": 1, "d_layers": 3}
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return dict(self._opt)
+
+    def schedulers(self) -> dict[str, Any]:
+        return dict(self._sched)
+
+    def configure(self, total_iterations: int, epoch_length: int) -> None:
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        self._opt = {"generator": torch.optim.Adam(self.generator.parameters(), c.g_lr, betas),
+                     "discriminator": torch.optim.Adam(self.discriminator.parameters(), c.d_lr, betas)}
+        decay = _linear_decay(total_iterations, c.decay_from)
+        # each scheduler steps only after its own optimiser: the critic's counts iterations, the
+        # generator's counts its updates, which happen once every n_critic iterations
+        self._sched = {
+            "generator": torch.optim.lr_scheduler.LambdaLR(self._opt["generator"],
+                                                           lambda k: decay(k * c.n_critic)),
+            "discriminator": torch.optim.lr_scheduler.LambdaLR(self._opt["discriminator"], decay),
+        }
+
+    # -- training --------------------------------------------------------------------------------
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.config.c_dim).float()
+
+    def train_step(self, batch: SliceBatch) -> dict[str, float]:
+        c = self.config
+        x = batch.images.to(self.device, torch.float32) * 2 - 1
+        label_org = batch.labels.to(self.device).long()
+        # random targets as in the paper's code; with two domains half of them are the own domain
+        label_trg = torch.randint(c.c_dim, label_org.shape, device=self.device)
+        c_org, c_trg = self._one_hot(label_org), self._one_hot(label_trg)
+
+        # critic: real vs. both kinds of fake
+        with torch.no_grad():
+            fake, fake_id = self.generator(x, c_trg), self.generator(x, c_org)
+        real_score, real_logits = self.discriminator(x)
+        fake_score = (self.discriminator(fake)[0].mean() + self.discriminator(fake_id)[0].mean()) / 2
+        # the two fakes are averaged, not summed as in the paper's equation: with a Wasserstein critic
+        # unequal weights on real and fake reward shifting every score down without bound
+        d_adv = fake_score - real_score.mean()
+        d_cls = F.cross_entropy(real_logits, label_org)
+        d_gp = (_gradient_penalty(self.discriminator, x, fake) + _gradient_penalty(self.discriminator, x, fake_id)) / 2
+        d_loss = d_adv + c.lambda_cls * d_cls + c.lambda_gp * d_gp
+        self._opt["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self._opt["discriminator"].step()
+        self._sched["discriminator"].step()
+
+        if (self.step + 1) % c.n_critic == 0:
+            self._last_g = self._generator_step(x, label_org, label_trg, c_org, c_trg)
+        return {"d_loss": float(d_loss.detach()), "d_adv": float(d_adv.detach()), "d_cls": float(d_cls.detach()),
+                "d_gp": float(d_gp.detach()), **self._last_g,
+                "lr": float(self._sched["discriminator"].get_last_lr()[0])}
+
+    def _generator_step(self, x: torch.Tensor, label_org: torch.Tensor, label_trg: torch.Tensor,
+                        c_org: torch.Tensor, c_trg: torch.Tensor) -> dict[str, float]:
+        c = self.config
+        # the critic is only a loss here: skip its parameter gradients
+        self.discriminator.requires_grad_(False)
+        try:
+            fake = self.generator(x, c_trg)
+            fake_id = self.generator(x, c_org)
+            score, logits = self.discriminator(fake)
+            score_id, logits_id = self.discriminator(fake_id)
+            g_adv = -score.mean() - score_id.mean()
+            g_cls = F.cross_entropy(logits, label_trg) + F.cross_entropy(logits_id, label_org)
+            g_rec = ((x - self.generator(fake, c_org)).abs().mean()
+                     + (x - self.generator(fake_id, c_org)).abs().mean())
+            g_id = (x - fake_id).abs().mean()
+            g_loss = g_adv + c.lambda_cls * g_cls + c.lambda_rec * g_rec + c.lambda_id * g_id
+            self._opt["generator"].zero_grad(set_to_none=True)
+            g_loss.backward()
+            self._opt["generator"].step()
+            self._sched["generator"].step()
+        finally:
+            self.discriminator.requires_grad_(True)
+        return {"g_adv": float(g_adv.detach()), "g_cls": float(g_cls.detach()), "g_rec": float(g_rec.detach()),
+                "g_id": float(g_id.detach())}
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        healthy = torch.full((x.shape[0],), HEALTHY, dtype=torch.long, device=x.device)
+        return (self.generator(x * 2 - 1, self._one_hot(healthy)) + 1) / 2
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        # the last generator losses, so a resumed run logs what an uninterrupted one would
+        return {**super().state_dict(), "last_generator_losses": dict(self._last_g)}
+
+    def load_state_dict(self, state: dict[str, Any], weights_only: bool = False) -> None:
+        super().load_state_dict(state, weights_only)
+        if not weights_only:
+            self._last_g = {k: float(state.get("last_generator_losses", {}).get(k, 0.0)) for k in _G_KEYS}

@@ -1,0 +1,60 @@
+"""From pseudo-healthy slices to anomaly maps on the original T2W grid.
+
+The paper's Eq. (1): a = Φ(|x − G(x)|), Φ a blur with kernel size 8. Here Φ is the normalised box
+(mean) filter of ``kernel_size × kernel_size`` pixels on each 2D model slice — what ``cv2.blur`` with
+an 8×8 kernel computes (for an even size the window is [i − k/2, i + k/2 − 1]); borders reflect.
+Then: the background outside the gland is set to 0, slices without prostate are 0, and the stack is
+resampled (linear) from the model's slice grid to the case's T2W grid — same origin, direction and
+spacing as the T2W image — and masked to the gland there too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from adunet_lib.data.case import SEQUENCES
+from adunet_lib.data.image import Image, write_image
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
+
+
+def blur(residual: np.ndarray, kernel_size: int) -> np.ndarray:
+    """Φ: box filter of ``kernel_size`` pixels in-plane, slice by slice (``(..., H, W)``)."""
+    if kernel_size <= 1:
+        return residual.astype(np.float32)
+    size = (1,) * (residual.ndim - 2) + (kernel_size, kernel_size)
+    return uniform_filter(residual.astype(np.float32), size=size, mode="reflect")
+
+
+def slice_maps(images: np.ndarray, reconstructions: np.ndarray, gland: np.ndarray, kernel_size: int) -> np.ndarray:
+    """a = Φ(|x − G(x)|) on the slice grid, 0 outside the gland. Arrays ``(C, n, S, S)``, gland ``(n, S, S)``."""
+    residual = np.abs(images - reconstructions)
+    return (blur(residual, kernel_size) * (gland[None] > 0)).astype(np.float32)
+
+
+def case_maps(pre: PreprocessedCase, reconstructions: np.ndarray, kernel_size: int,
+              mode: str = "cropped") -> dict[str, Image]:
+    """One map per sequence on the case's original T2W grid.
+
+    Args:
+        pre: the preprocessed case.
+        reconstructions: G(x) for every slice of the case's slice grid, ``(3, n, S, S)``; slices
+            without gland are ignored (their map is 0).
+        kernel_size: Φ's kernel size in model-slice pixels.
+    """
+    gland = pre.gland[mode]
+    has_gland = gland.reshape(gland.shape[0], -1).any(axis=1)
+    recon = np.where(has_gland[None, :, None, None], reconstructions, pre.images[mode])
+    stack = slice_maps(pre.images[mode], recon, gland, kernel_size)
+    return {seq: pre.to_t2w(stack[c], mode=mode, mask=True) for c, seq in enumerate(SEQUENCES)}
+
+
+def map_path(folder: str | Path, case_id: str, sequence: str) -> Path:
+    """``maps/<model>/<case>_<seq>_anomaly.mha`` (the run-folder contract)."""
+    return Path(folder) / f"{case_id}_{sequence}_anomaly.mha"
+
+
+def write_case_maps(folder: str | Path, case_id: str, maps: dict[str, Image]) -> list[Path]:
+    return [write_image(image, map_path(folder, case_id, seq)) for seq, image in maps.items()]

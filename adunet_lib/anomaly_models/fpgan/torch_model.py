@@ -1,0 +1,123 @@
+"""The Fixed-Point GAN networks (plain ``nn.Module`` s, no training logic).
+
+Siddiquee et al. (2019) reuse StarGAN's networks: a generator that takes the image plus the target
+domain tiled as extra channels (7×7 conv, two stride-2 downsamplings, residual blocks, two
+transposed-convolution upsamplings, 7×7 conv) and a PatchGAN discriminator with two heads — real/fake
+per patch and a domain classifier over the whole image. The generator is residual: its network
+predicts a change ``δ`` and the translated image is ``tanh(x + δ)``, so "change nothing" is easy to
+learn, which is what the fixed-point (identity) loss asks for.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(channels: int) -> nn.InstanceNorm2d:
+    # Per-image statistics in training *and* evaluation: StarGAN's code tracks running statistics but
+    # never switches its generator to eval mode, so per-image statistics are what its results used;
+    # running averages would make reconstruct() differ from the translation the losses trained.
+    return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3×3 convolutions with instance norm and a skip connection (width kept)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), _norm(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), _norm(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.main(x)
+
+
+class Generator(nn.Module):
+    """Domain-conditioned residual generator: ``G(x, c) = tanh(x + δ(x, c))``.
+
+    Args:
+        in_channels: image channels (1, or 3 for T2W/ADC/hbv together).
+        c_dim: number of domains (2: healthy, lesion); the one-hot target is tiled as input channels.
+        conv_dim: width of the first convolution (doubled by each downsampling).
+        n_res_blocks: residual blocks at 1/4 resolution.
+
+    Example:
+        >>> g = Generator(in_channels=1, c_dim=2, conv_dim=8, n_res_blocks=1)
+        >>> g(torch.zeros(2, 1, 32, 32), torch.eye(2)).shape
+        torch.Size([2, 1, 32, 32])
+    """
+
+    #: total downsampling factor; image sides must be a multiple of it
+    stride = 4
+
+    def __init__(self, in_channels: int, c_dim: int = 2, conv_dim: int = 64, n_res_blocks: int = 6):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels + c_dim, conv_dim, 7, padding=3, bias=False),
+                                   _norm(conv_dim), nn.ReLU(inplace=True)]
+        width = conv_dim
+        for _ in range(2):
+            layers += [nn.Conv2d(width, width * 2, 4, stride=2, padding=1, bias=False), _norm(width * 2),
+                       nn.ReLU(inplace=True)]
+            width *= 2
+        layers += [ResidualBlock(width) for _ in range(n_res_blocks)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1, bias=False), _norm(width // 2),
+                       nn.ReLU(inplace=True)]
+            width //= 2
+        layers.append(nn.Conv2d(width, in_channels, 7, padding=3, bias=False))
+        self.main = nn.Sequential(*layers)
+        self.c_dim = c_dim
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Translate ``x`` (``(B, C, H, W)`` in [-1, 1]) to the domains ``c`` (``(B, c_dim)`` one-hot); in [-1, 1]."""
+        if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
+            raise ValueError(f"image sides must be multiples of {self.stride}, got {tuple(x.shape[-2:])}")
+        tiled = c.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        return torch.tanh(x + self.main(torch.cat([x, tiled], dim=1)))
+
+
+class Discriminator(nn.Module):
+    """PatchGAN critic with a real/fake map and domain-classification logits.
+
+    Args:
+        in_channels: image channels.
+        image_size: input height = width; fixes the classifier's kernel (the last feature map's side).
+        c_dim: number of domains.
+        conv_dim: width of the first convolution (doubled by each of the following ones).
+        d_layers: stride-2 4×4 convolutions; ``image_size // 2 ** d_layers`` must be at least 1.
+
+    Raises:
+        ValueError: when ``d_layers`` halvings leave nothing of the image.
+
+    Example:
+        >>> d = Discriminator(in_channels=1, image_size=32, c_dim=2, conv_dim=8, d_layers=3)
+        >>> [t.shape for t in d(torch.zeros(2, 1, 32, 32))]
+        [torch.Size([2, 1, 4, 4]), torch.Size([2, 2])]
+    """
+
+    def __init__(self, in_channels: int, image_size: int, c_dim: int = 2, conv_dim: int = 64, d_layers: int = 6):
+        super().__init__()
+        side = image_size // 2 ** d_layers
+        if d_layers < 1 or side < 1:
+            raise ValueError(f"d_layers={d_layers} stride-2 convolutions need image_size >= {2 ** max(d_layers, 1)}, "
+                             f"got {image_size}; use d_layers <= {max(int(image_size).bit_length() - 1, 1)} "
+                             f"for {image_size}² images")
+        layers: list[nn.Module] = []
+        width_in, width = in_channels, conv_dim
+        for _ in range(d_layers):
+            layers += [nn.Conv2d(width_in, width, 4, stride=2, padding=1), nn.LeakyReLU(0.01)]
+            width_in, width = width, width * 2
+        self.main = nn.Sequential(*layers)
+        self.real_fake = nn.Conv2d(width_in, 1, 3, padding=1, bias=False)
+        self.domain = nn.Conv2d(width_in, c_dim, side, bias=False)
+        self.image_size = image_size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, S, S)`` critic scores per patch and ``(B, c_dim)`` domain logits for ``x`` in [-1, 1]."""
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            # the classifier's kernel is sized for image_size: another size would give a logit map
+            raise ValueError(f"the discriminator was built for {self.image_size}² images, got {tuple(x.shape[-2:])}")
+        h = self.main(x)
+        return self.real_fake(h), self.domain(h).flatten(1)

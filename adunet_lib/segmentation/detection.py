@@ -1,0 +1,43 @@
+"""nnU-Net softmax → PI-CAI detection maps (``report_guided_annotation.extract_lesion_candidates``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from adunet_lib.data.image import Geometry, Image, write_image
+
+
+def _extract_lesion_candidates():
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a citation banner on import
+        from report_guided_annotation import extract_lesion_candidates
+    return extract_lesion_candidates
+
+
+def detection_map(probability: np.ndarray) -> np.ndarray:
+    """Lesion candidates (each filled with its peak probability) from a lesion-probability volume.
+
+    Uses PI-CAI's dynamic-fast thresholding with its defaults, as the PI-CAI baseline does.
+    """
+    return _extract_lesion_candidates()(np.asarray(probability, dtype=np.float32))[0].astype(np.float32)
+
+
+def detection_path(folder: str | Path, case_id: str) -> Path:
+    """``predictions/<variant>/<set>/<case>_detection_map.mha`` (the run-folder contract)."""
+    return Path(folder) / f"{case_id}_detection_map.mha"
+
+
+def write_detection(npz: str | Path, geometry: Geometry, folder: str | Path, case_id: str,
+                    keep_softmax: bool = False) -> Path:
+    """Convert nnU-Net's saved probabilities of one case into a detection map on its T2W grid."""
+    with np.load(npz, allow_pickle=False) as data:
+        probability = data["probabilities"][1]
+    if probability.shape != geometry.shape:
+        raise ValueError(f"case {case_id}: {npz}: probabilities {probability.shape} are not on the T2W grid "
+                         f"{geometry.shape}")
+    if keep_softmax:
+        write_image(Image(probability.astype(np.float32), geometry), Path(folder) / f"{case_id}_softmax.mha")
+    return write_image(Image(detection_map(probability), geometry), detection_path(folder, case_id))

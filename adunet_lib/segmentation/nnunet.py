@@ -1,0 +1,86 @@
+"""Calls into nnU-Net v2 with its environment variables set only for those calls.
+
+Each call runs :mod:`._worker` in a child process whose environment points ``nnUNet_raw``,
+``nnUNet_preprocessed`` and ``nnUNet_results`` into the run folder (``runs/<name>/nnunet/``); the
+user never sets them, and the notebook kernel's environment is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adunet_lib.errors import AdunetError
+from adunet_lib.progress import headless
+from adunet_lib.runner.context import RunContext
+
+
+def nnunet_env(ctx: RunContext, num_processes: int = 2) -> dict[str, str]:
+    """The environment of an nnU-Net call: paths into the run folder, process counts for this machine."""
+    env = dict(os.environ)
+    env.update({
+        "nnUNet_raw": str(ctx.nnunet / "raw"),
+        "nnUNet_preprocessed": str(ctx.nnunet / "preprocessed"),
+        "nnUNet_results": str(ctx.nnunet / "results"),
+        "nnUNet_def_n_proc": str(num_processes),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if ctx.device == "cpu":
+        env["nnUNet_compile"] = "false"
+    env.setdefault("nnUNet_n_proc_DA", str(max(1, num_processes)))
+    return env
+
+
+def step_env(ctx: RunContext, command: str, num_processes: int) -> dict[str, str]:
+    """Per-step overrides: on CPU, training augments in its own process (extra workers only compete
+    for the same cores); the planner reads the same variable as a thread count, so it stays ≥ 1."""
+    if ctx.device == "cpu":
+        return {"nnUNet_n_proc_DA": "0" if command == "train" else str(max(1, num_processes))}
+    return {}
+
+
+def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None] = print,
+         num_processes: int = 2, label: str = "nnU-Net") -> None:
+    """Run worker steps (``{"command": …, **args}``) in one child process; stream its output; raise
+    :class:`AdunetError` with its last line on failure."""
+    if not steps:
+        return
+    (ctx.nnunet / "raw").mkdir(parents=True, exist_ok=True)
+    steps = [dict(step, env=step_env(ctx, step["command"], num_processes)) for step in steps]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=ctx.nnunet) as fh:
+        json.dump(steps, fh)
+        arg_file = fh.name
+    tail: deque[str] = deque(maxlen=15)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "adunet_lib.segmentation._worker", arg_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet))
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail.append(line)
+            if line and _worth_showing(line):
+                log(f"  [{label}] {line}")
+        code = proc.wait()
+    finally:
+        Path(arg_file).unlink(missing_ok=True)
+    if code != 0:
+        reason = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
+        raise AdunetError(f"{label} failed ({reason.strip()[:300]}); see the output above")
+
+
+def _worth_showing(line: str) -> bool:
+    # nnU-Net's own epoch lines are the progress a user wants; its banners and per-case chatter are not
+    noise = ("#######", "Please cite", "If you use", "https://", "Using <class", "Trying to", "unpacking",
+             "predicting ", "done with ", "sending off prediction", "There are ", "This is the configuration",
+             "Using splits from")
+    if headless() and line.startswith(noise):
+        return False
+    return True

@@ -1,0 +1,70 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Diffusion model with classifier guidance
+#
+# Wolleb et al. (2022): a DDPM (1000 steps, linear schedule) learns healthy slices; a noise-aware
+# classifier learns healthy vs lesion on noised slices. The pseudo-healthy image comes from a
+# deterministic DDIM encoding to noise level L, then a DDIM decoding guided toward "healthy" with
+# scale s. `ddim_steps` sets how many DDIM steps span 0..L — the "fast guided diffusion" knob.
+
+# %% tags=["parameters"]
+# --- common: every notebook declares these ---
+run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
+figure_dir: str = "figures/demo"  # where tables and figures of this params file go
+internal_data: str = "synthetic"  # "synthetic", a PI-CAI folder or a manifest .csv: training + validation
+external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, a manifest, or "none"
+seed: int = 0  # one seed for every random choice of the run
+device: str = "cpu"  # cpu, cuda, cuda:N or mps
+interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
+# --- this notebook ---
+channels: str = "per_sequence"  # "per_sequence" (paper) or "all" (one 3-channel model)
+modes: list = ["cropped", "full"]  # gland-cropped and/or full slices
+iterations: int = 400000  # DDPM training steps (paper: 400k)
+batch_size: int = 10  # slices per step (paper's classifier batch: 10)
+checkpoint_every: int = 5000  # steps between resume points
+model_config: dict = {}  # DDPMConfig fields: channels, noise_level (L), guidance_scale (s), ddim_steps, …
+
+# %%
+import pandas as pd
+
+from adunet_lib.anomaly_models import stage
+from adunet_lib.preprocessing.stage import load_tables
+from adunet_lib.report.figures import save_figure
+from adunet_lib.runner.context import RunContext
+
+ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
+cases, slices = load_tables(ctx)
+settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
+settings
+
+# %% [markdown]
+# ## Train the DDPM and its classifier
+
+# %%
+trained = stage.train_models(ctx, "ddpm", slices, channels, modes, settings, model_config)
+save_figure(stage.loss_figure(ctx, "ddpm"), ctx.figure("losses_ddpm.png"))
+trained
+
+# %% [markdown]
+# ## Reconstruction quality on the validation split
+
+# %%
+metrics = pd.concat([stage.evaluate_models(ctx, ["ddpm"], slices, mode, "val", "internal") for mode in modes])
+stage.save_metrics(ctx, "ddpm", metrics)
+metrics
+
+# %%
+fig = stage.figure3(ctx, ["ddpm"], stage.figure3_slices(ctx, slices))
+save_figure(fig, ctx.figure("reconstructions_ddpm.png"))

@@ -1,0 +1,77 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · nnU-Net baseline and adU-Net
+#
+# adU-Net concatenates anomaly maps to the three sequences as extra nnU-Net input channels. Five
+# models are compared, each a real **nnU-Net v2** run (its own planning, preprocessing, training and
+# inference): the baseline on T2W, ADC and hbv, and adU-Net with the T2W, ADC, DWI (hbv) or all
+# three maps. Maps get nnU-Net's `noNorm` channel name: they are already on a scale shared by all
+# cases, which per-image z-scoring would destroy (see `adunet_lib/segmentation/variants.py`).
+#
+# nnU-Net's environment variables point into this run's `nnunet/` folder, for these calls only.
+# Cross-validation folds are notebook 01's (fold 0 = the validation split), saved as
+# `splits_final.json`. Softmax outputs become PI-CAI detection maps on each case's T2W grid.
+
+# %% tags=["parameters"]
+# --- common: every notebook declares these ---
+run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
+figure_dir: str = "figures/demo"  # where tables and figures of this params file go
+internal_data: str = "synthetic"  # "synthetic", a PI-CAI folder or a manifest .csv: training + validation
+external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, a manifest, or "none"
+seed: int = 0  # one seed for every random choice of the run
+device: str = "cpu"  # cpu, cuda, cuda:N or mps
+interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
+# --- this notebook ---
+variants: list = ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"]  # Table II rows
+map_model: str = "fpgan"  # whose anomaly maps feed adU-Net (the paper: FP-GAN)
+configuration: str = "3d_fullres"  # nnU-Net configuration (paper: 3d_fullres)
+target_spacing: list = []  # [] = nnU-Net's own choice; e.g. [3.0, 1.0, 1.0] (z, y, x mm) for a CPU demo
+epochs: int = 0  # 0 = nnU-Net's default (1000)
+iterations_per_epoch: int = 0  # 0 = nnU-Net's default (250)
+val_iterations_per_epoch: int = 0  # 0 = nnU-Net's default (50)
+folds: list = [0, 1, 2, 3, 4]  # folds to train; fold 0's validation cases = the internal validation set
+mirroring: bool = True  # test-time mirroring (nnU-Net's default)
+base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
+keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
+
+# %%
+from adunet_lib.preprocessing.stage import load_tables
+from adunet_lib.runner.context import RunContext
+from adunet_lib.segmentation import stage
+
+ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
+cases, slices = load_tables(ctx)
+settings = stage.SegmentationSettings(
+    configuration=configuration, target_spacing=tuple(target_spacing) or None, epochs=epochs or None,
+    iterations_per_epoch=iterations_per_epoch or None, val_iterations_per_epoch=val_iterations_per_epoch or None,
+    folds=tuple(folds), mirroring=mirroring, base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed)
+settings
+
+# %% [markdown]
+# ## Train and predict every variant
+# Each step is skipped when its outputs exist for the same inputs and settings, so a re-run resumes.
+
+# %%
+timings = stage.run_all(ctx, variants, cases, map_model, settings)
+timings.round(1)
+
+# %% [markdown]
+# ## Detection maps written
+
+# %%
+import pandas as pd
+
+pd.DataFrame([{"variant": v, "set": s.name, "detection maps": len(list(s.glob("*_detection_map.mha")))}
+              for v in variants for s in sorted((ctx.predictions / v).iterdir())])
