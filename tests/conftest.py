@@ -66,3 +66,25 @@ def make_image(shape=(6, 20, 24), spacing=(0.5, 0.6, 3.0), origin=(-10.0, 5.0, 2
     rng = np.random.default_rng(seed)
     array = (rng.random(shape) * 100).astype(dtype)
     return Image(array, Geometry((shape[2], shape[1], shape[0]), spacing, origin, direction))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A complete little run folder up to anomaly maps: 6 internal + 3 external synthetic cases,
+    preprocessed at 32², a 2-step dense AE, its maps. (nnU-Net tests build on it.)"""
+    from adunet_lib.anomaly_maps.stage import generate_maps
+    from adunet_lib.anomaly_models import stage as model_stage
+    from adunet_lib.preprocessing import stage
+    from adunet_lib.preprocessing.pipeline import PreprocessConfig
+    from adunet_lib.runner.context import RunContext
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    ctx = RunContext.create(root / "run", root / "figures", seed=0)
+    datasets = stage.resolve_datasets(ctx, {"internal": "synthetic", "external": "synthetic"},
+                                      {"internal": 6, "external": 3}, show_progress=False)
+    tables = stage.preprocess_sets(ctx, datasets, PreprocessConfig(slice_size=32), n_folds=2, show_progress=False)
+    settings = model_stage.settings_from(2, 4, 1, 0)
+    model_stage.train_models(ctx, "dense_ae", tables.slices, "all", ["cropped"], settings,
+                             {"filters": (8, 16), "latent_dim": 8}, show_progress=False)
+    generate_maps(ctx, ["dense_ae"], tables.cases, kernel_size=4, show_progress=False)
+    return ctx, tables

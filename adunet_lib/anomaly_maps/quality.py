@@ -28,7 +28,7 @@ def _dice_curve(values: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -
 
 
 def voxel_quality(values: np.ndarray, truth: np.ndarray, threshold: float | None = None,
-                  n_thresholds: int = 200) -> dict[str, float]:
+                  n_thresholds: int = 500) -> dict[str, float]:
     """AUROC, AUPRC and Dice (best over thresholds, or at ``threshold``) for pooled voxels."""
     truth = truth.astype(bool)
     out = {"voxels": int(values.size), "lesion_voxels": int(truth.sum())}
@@ -37,7 +37,10 @@ def voxel_quality(values: np.ndarray, truth: np.ndarray, threshold: float | None
     out["auroc"] = float(roc_auc_score(truth, values))
     out["auprc"] = float(average_precision_score(truth, values))
     if threshold is None:
-        grid = np.unique(np.quantile(values, np.linspace(0.5, 0.9999, n_thresholds)))
+        # candidate thresholds: observed values (interpolated ones would sit between classes) from the
+        # (1 − 5·prevalence) quantile up, where every sensible lesion threshold lies
+        start = max(0.0, 1.0 - 5.0 * truth.mean())
+        grid = np.unique(np.quantile(values, np.linspace(start, 1.0, n_thresholds), method="higher"))
         dice = _dice_curve(values, truth, grid)
         best = int(np.argmax(dice))
         out["dice"], out["threshold"] = float(dice[best]), float(grid[best])

@@ -1,0 +1,68 @@
+"""nnU-Net v2 datasets and a real (tiny) nnU-Net train + predict on CPU."""
+
+import json
+
+import numpy as np
+import pytest
+
+from adunet_lib.data.image import read_image
+from adunet_lib.segmentation.export import export_sequences, export_variant, write_splits
+from adunet_lib.segmentation.variants import VARIANTS, channel_names
+
+
+def test_anomaly_maps_are_not_z_scored_but_sequences_are():
+    from nnunetv2.preprocessing.normalization.map_channel_name_to_normalization import get_normalization_scheme
+
+    names = channel_names("adunet_all")
+    schemes = [get_normalization_scheme(names[str(i)]).__name__ for i in range(6)]
+    assert schemes[:3] == ["ZScoreNormalization"] * 3
+    assert schemes[3:] == ["NoNormalization"] * 3
+    assert len(channel_names("baseline")) == 3
+
+
+def test_exported_dataset_passes_nnunets_own_integrity_check(tiny_run):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    ctx, tables = tiny_run
+    export_sequences(ctx, tables.cases, show_progress=False)
+    folder = export_variant(ctx, "adunet_all", 599, tables.cases, "dense_ae")
+    verify_dataset_integrity(str(folder), num_processes=1)  # raises on any problem
+    meta = json.loads((folder / "dataset.json").read_text())
+    internal = tables.cases[tables.cases["set"] == "internal"]
+    assert meta["numTraining"] == len(internal) and len(meta["channel_names"]) == 6
+    case = internal["case_id"].iloc[0]
+    t2w = read_image(folder / "imagesTr" / f"{case}_0000.nii.gz")
+    adc_map = read_image(folder / "imagesTr" / f"{case}_0004.nii.gz")
+    assert adc_map.geometry.same_as(t2w.geometry, tol=1e-4)
+    splits = json.loads(write_splits(ctx, 599, "adunet_all", tables.cases).read_text())
+    val0 = set(internal.loc[internal["split"] == "val", "case_id"])
+    assert set(splits[0]["val"]) == val0 and not val0 & set(splits[0]["train"])
+
+
+@pytest.mark.slow
+def test_tiny_nnunet_train_and_predict_on_cpu(tiny_run):
+    from adunet_lib.evaluation.stage import evaluate_all
+    from adunet_lib.segmentation.stage import SegmentationSettings, run_all
+
+    ctx, tables = tiny_run
+    settings = SegmentationSettings(configuration="2d", target_spacing=(3.0, 2.0, 2.0), epochs=1,
+                                    iterations_per_epoch=2, val_iterations_per_epoch=1, folds=(0,), mirroring=False)
+    log = []
+    timings = run_all(ctx, ["baseline", "adunet_adc"], tables.cases, "dense_ae", settings, log=log.append)
+    assert list(timings["variant"]) == ["baseline", "adunet_adc"]
+    assert any("Epoch 0" in line for line in log)  # nnU-Net's own training output is shown
+    for variant in ("baseline", "adunet_adc"):
+        assert len(list((ctx.nnunet / "results").glob(f"*{variant}/*/fold_0/checkpoint_final.pth"))) == 1
+        for split, ids in (("val", tables.cases.query("split == 'val'")["case_id"]),
+                           ("test", tables.cases.query("split == 'test'")["case_id"])):
+            for cid in ids:
+                det = read_image(ctx.predictions / variant / split / f"{cid}_detection_map.mha")
+                t2w = read_image(tables.cases.set_index("case_id").loc[cid, "t2w"])
+                assert det.geometry == t2w.geometry and det.array.min() >= 0
+    # a second run finds everything done and runs no nnU-Net step
+    again = run_all(ctx, ["baseline", "adunet_adc"], tables.cases, "dense_ae", settings, log=lambda _: None)
+    assert (again["steps"] == 0).all()
+    results = evaluate_all(ctx, ["baseline", "adunet_adc"], tables.cases, show_progress=False)
+    for per_model in results.values():
+        for metrics in per_model.values():
+            assert 0 <= metrics.auroc <= 1 and 0 <= metrics.AP <= 1
