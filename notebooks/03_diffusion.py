@@ -32,7 +32,7 @@ interactive: bool = True  # widgets in JupyterLab; static figures when false (he
 channels: str = "per_sequence"  # "per_sequence" (paper) or "all" (one 3-channel model)
 modes: list = ["cropped", "full"]  # gland-cropped and/or full slices
 iterations: int = 400000  # DDPM training steps (paper: 400k)
-batch_size: int = 10  # slices per step (paper's classifier batch: 10)
+batch_size: int = 20  # balanced slices per step: the DDPM learns from the healthy half (paper: 10)
 checkpoint_every: int = 5000  # steps between resume points
 model_config: dict = {}  # DDPMConfig fields: channels, noise_level (L), guidance_scale (s), ddim_steps, …
 

@@ -52,7 +52,7 @@ def test_tiny_nnunet_train_and_predict_on_cpu(tiny_run):
     assert list(timings["variant"]) == ["baseline", "adunet_adc"]
     assert any("Epoch 0" in line for line in log)  # nnU-Net's own training output is shown
     for variant in ("baseline", "adunet_adc"):
-        assert len(list((ctx.nnunet / "results").glob(f"*{variant}/*/fold_0/checkpoint_final.pth"))) == 1
+        assert len(list((ctx.nnunet / "results").glob(f"*{variant}/*/fold_0/adunet_trained.json"))) == 1
         for split, ids in (("val", tables.cases.query("split == 'val'")["case_id"]),
                            ("test", tables.cases.query("split == 'test'")["case_id"])):
             for cid in ids:

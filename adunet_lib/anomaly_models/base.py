@@ -45,11 +45,14 @@ class ReconstructionModel(abc.ABC):
         name: registry name (set by ``@register``).
         uses_labels: True when training needs lesion slices and slice labels (FP-GAN, the diffusion
             model's classifier); False when it learns from healthy slices only (autoencoders).
+        flip_augmentation: random left-right flips of training batches (off where the published
+            method trains without augmentation, e.g. the DDPM).
         Config: the hyperparameter dataclass.
     """
 
     name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False
+    flip_augmentation: ClassVar[bool] = True
     Config: ClassVar[type] = object
 
     def __init__(self, in_channels: int, image_size: int, config: Any = None, device: str | torch.device = "cpu"):

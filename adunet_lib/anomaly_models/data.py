@@ -112,8 +112,9 @@ class BatchSampler:
     """Seeded random batches; balanced healthy/lesion for label-using models. Its state is a tensor
     (checkpointed, so a resumed run draws the same batches as an uninterrupted one)."""
 
-    def __init__(self, data: SliceData, batch_size: int, balanced: bool, seed: int):
+    def __init__(self, data: SliceData, batch_size: int, balanced: bool, seed: int, flip: bool = True):
         self.data = data
+        self.flip = flip
         self.batch_size = int(batch_size)
         self.balanced = balanced
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -130,6 +131,8 @@ class BatchSampler:
         else:
             rows = torch.randint(len(self.data), (self.batch_size,), generator=self.generator)
         batch = self.data.batch(rows.numpy())
+        if not self.flip:
+            return batch
         # random flips left-right: prostate anatomy is near-symmetric; cheap augmentation
         flip = torch.rand(self.batch_size, generator=self.generator) < 0.5
         for name in ("images", "masks"):

@@ -88,7 +88,8 @@ def fit(name: str, data: SliceData, out_dir: str | Path, settings: TrainSettings
     model = create(name, in_channels, image_size, model_config, device=device)
     epoch_length = max(1, math.ceil(len(train) / settings.batch_size))
     model.configure(settings.iterations, epoch_length)
-    sampler = BatchSampler(train, settings.batch_size, balanced=cls.uses_labels, seed=settings.seed)
+    sampler = BatchSampler(train, settings.batch_size, balanced=cls.uses_labels, seed=settings.seed,
+                           flip=cls.flip_augmentation)
     history: list[dict[str, Any]] = []
 
     for path in (final, latest):

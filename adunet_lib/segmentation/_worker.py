@@ -13,8 +13,20 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sys
 from pathlib import Path
+
+#: Written (atomically) when a step has finished: nnU-Net writes its own files in place, so a file's
+#: presence alone does not prove it is complete after an interruption.
+PLANNED = "adunet_planned.json"
+TRAINED = "adunet_trained.json"
+
+
+def _mark(path: Path, **info) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, path)
 
 
 def _seed(seed: int) -> None:
@@ -57,6 +69,10 @@ def plan(args: dict) -> None:
     plan_experiment_dataset(dataset_id, overwrite_target_spacing=spacing)
     preprocess_dataset(dataset_id, "nnUNetPlans", tuple(args["configurations"]),
                        tuple([n_proc] * len(args["configurations"])), verbose=False, show_progress_bar=False)
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    _mark(Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / PLANNED,
+          configurations=args["configurations"], target_spacing=spacing)
 
 
 def train(args: dict) -> None:
@@ -85,17 +101,22 @@ def train(args: dict) -> None:
 
     probe = make(False)
     out = Path(probe.output_folder)
-    if (out / "checkpoint_final.pth").is_file():
+    if (out / TRAINED).is_file():
         print(f"{out}: already trained", flush=True)
         return
     latest = out / "checkpoint_latest.pth"
+    trainer = probe
     if latest.is_file():
-        trainer = make(True)
-        trainer.load_checkpoint(str(latest))
-        print(f"resuming nnU-Net training at epoch {trainer.current_epoch}", flush=True)
-    else:
-        trainer = probe
+        try:
+            resumed = make(True)
+            resumed.load_checkpoint(str(latest))
+            trainer = resumed
+            print(f"resuming nnU-Net training at epoch {trainer.current_epoch}", flush=True)
+        except Exception as exc:  # a checkpoint cut short by a kill: start this fold again
+            print(f"{latest} is unreadable ({type(exc).__name__}); training fold from scratch", flush=True)
+            latest.unlink()
     trainer.run_training()
+    _mark(out / TRAINED, epochs=trainer.num_epochs, iterations_per_epoch=trainer.num_iterations_per_epoch)
 
 
 def predict(args: dict) -> None:
@@ -109,13 +130,21 @@ def predict(args: dict) -> None:
     predictor.initialize_from_trained_model_folder(args["model_dir"], use_folds=tuple(args["folds"]),
                                                    checkpoint_name="checkpoint_final.pth")
     out = Path(args["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
     inputs = args["inputs"]  # case id → channel files
     todo = [cid for cid in sorted(inputs) if not (out / f"{cid}.npz").is_file()]
     if not todo:
         return
-    predictor.predict_from_files_sequential([inputs[c] for c in todo], [str(out / c) for c in todo],
-                                            save_probabilities=True, overwrite=True)
+    # nnU-Net writes in place; predict into a scratch folder and move each finished case into
+    # ``out`` so an interrupted prediction never leaves a half-written .npz that looks done
+    scratch = out / ".partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for cid in todo:
+        predictor.predict_from_files_sequential([inputs[cid]], [str(scratch / cid)], save_probabilities=True,
+                                                overwrite=True)
+        for produced in sorted(scratch.glob(f"{cid}.*"), key=lambda p: p.suffix == ".npz"):
+            os.replace(produced, out / produced.name)  # the .npz (the "done" mark) moves last
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 COMMANDS = {"plan": plan, "train": train, "predict": predict}

@@ -26,6 +26,7 @@ from adunet_lib.fileio import read_json, write_json
 from adunet_lib.preprocessing.stage import load_case
 from adunet_lib.runner.context import RunContext
 from adunet_lib.segmentation import nnunet
+from adunet_lib.segmentation._worker import PLANNED, TRAINED
 from adunet_lib.segmentation.detection import detection_path, write_detection
 from adunet_lib.segmentation.export import dataset_name, export_sequences, export_variant, write_splits
 from adunet_lib.segmentation.variants import VARIANTS
@@ -105,13 +106,13 @@ def run_variant(ctx: RunContext, variant: str, index: int, cases: pd.DataFrame, 
     write_splits(ctx, dataset_id, variant, cases)
     steps: list[dict] = []
     preprocessed = ctx.nnunet / "preprocessed" / name
-    if not (preprocessed / "nnUNetPlans.json").is_file() or not (preprocessed / f"nnUNetPlans_{settings.configuration}").is_dir():
+    if not (preprocessed / PLANNED).is_file():
         steps.append({"command": "plan", "dataset_id": dataset_id, "configurations": [settings.configuration],
                       "num_processes": settings.num_processes, "verify": True,
                       "target_spacing": list(settings.target_spacing) if settings.target_spacing else None})
     mdir = model_dir(ctx, dataset_id, variant, settings.configuration)
     for fold in settings.folds:
-        if not (mdir / f"fold_{fold}" / "checkpoint_final.pth").is_file():
+        if not (mdir / f"fold_{fold}" / TRAINED).is_file():
             steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
                           "fold": fold, "device": ctx.device, "seed": settings.seed, **settings.budget()})
     jobs = prediction_jobs(ctx, variant, dataset_id, cases, settings)

@@ -77,6 +77,16 @@ class BlobClassifier(nn.Module):
         return torch.stack([4 * brightness, torch.zeros_like(brightness)], dim=1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Networks this small gain nothing from a second thread, and on a busy 2-core machine waiting for it
+    made this file 5–10× slower (the short fit: 184 s against 17 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def alpha_bar() -> torch.Tensor:
     return alphas_cumprod(beta_schedule(1000, "linear_beta", 1e-4, 0.02))
@@ -199,6 +209,33 @@ def test_guided_reconstruction_brightens_the_lesion(trained):
     print(f"lesion brightening / healthy-tissue change: s=0 {shifts[0.0]}, s=100 {shifts[100.0]}")
     assert shifts[100.0][0] > shifts[0.0][0] + 0.05
     assert shifts[100.0][0] > shifts[100.0][1]
+
+
+def test_the_ddpm_learns_healthy_slices_only_and_the_classifier_stops_when_told():
+    from adunet_lib.anomaly_models.base import SliceBatch
+
+    model = create("ddpm", 1, SIZE, GuidedDiffusion.smoke_config() | {"classifier_iterations": 2})
+    model.configure(total_iterations=4, epoch_length=1)
+
+    def weights():
+        return {k: torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+                for k, net in model.networks().items()}
+
+    def step(labels):
+        before = weights()
+        n = len(labels)
+        batch = SliceBatch(torch.rand(n, 1, SIZE, SIZE), torch.tensor(labels), torch.ones(n, 1, SIZE, SIZE))
+        losses = model.train_step(batch)
+        model.step += 1
+        after = weights()
+        return losses, {k: not torch.equal(before[k], after[k]) for k in before}
+
+    losses, changed = step([1, 1, 1, 1])
+    assert changed == {"unet": False, "classifier": True} and "ddpm" not in losses
+    losses, changed = step([0, 0, 1, 1])
+    assert changed == {"unet": True, "classifier": True} and {"ddpm", "classifier"} <= set(losses)
+    losses, changed = step([0, 0, 1, 1])  # step 2 = classifier_iterations: only the DDPM trains on
+    assert changed == {"unet": True, "classifier": False} and "classifier" not in losses
 
 
 def test_reconstruction_is_deterministic_and_needs_no_rng():

@@ -99,6 +99,7 @@ class GuidedDiffusion(ReconstructionModel):
     """
 
     uses_labels = True
+    flip_augmentation = False  # Wolleb et al. train the DDPM without data augmentation
     Config = DDPMConfig
 
     def __init__(self, in_channels: int, image_size: int, config: Any = None, device: str | torch.device = "cpu"):

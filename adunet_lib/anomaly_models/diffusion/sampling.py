@@ -33,11 +33,14 @@ def beta_schedule(timesteps: int = 1000, schedule: str = "linear_beta", beta_sta
     """``(T,)`` float64 betas from one of MONAI's ``NoiseSchedules`` (``linear_beta`` as in the paper)."""
     from monai.networks.schedulers.scheduler import NoiseSchedules
 
-    if schedule not in NoiseSchedules:
-        raise ValueError(f"unknown noise schedule {schedule!r}; MONAI offers {', '.join(sorted(NoiseSchedules))}")
+    if schedule not in NoiseSchedules.names:
+        raise ValueError(f"unknown noise schedule {schedule!r}; MONAI offers {', '.join(NoiseSchedules.names)}")
     kwargs = {} if schedule == "cosine" else {"beta_start": beta_start, "beta_end": beta_end}
+    betas = NoiseSchedules[schedule](timesteps, **kwargs)
+    if isinstance(betas, tuple):  # some schedules return (betas, alphas, alphas_cumprod)
+        betas = betas[0]
     # float64: ᾱ is a product of 1000 factors and √(1 - ᾱ) near t = 0 is ~0.01
-    return NoiseSchedules[schedule](timesteps, **kwargs).to(torch.float64)
+    return betas.to(torch.float64)
 
 
 def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:

@@ -89,7 +89,9 @@ class FixedPointGAN(ReconstructionModel):
     (adversarial + domain classification) and on two fakes — ``x`` sent to a random domain and ``x``
     sent to its own domain — and every ``n_critic``-th step updates the generator with adversarial and
     classification losses on both fakes, cycle reconstruction for both and the identity loss
-    ``|x − G(x, c_x)|``. Images are mapped to [-1, 1] inside the model.
+    ``|x − G(x, c_x)|``. Images are mapped to [-1, 1] inside the model. One departure from the
+    paper's equation: the critic averages its scores over the two fakes instead of summing them (see
+    :meth:`train_step`).
 
     Example:
         >>> from adunet_lib.anomaly_models import create
@@ -99,6 +101,8 @@ class FixedPointGAN(ReconstructionModel):
     """
 
     uses_labels = True
+    # the reference code trains with random horizontal flips (StarGAN's data loader)
+    flip_augmentation = True
     Config = FPGANConfig
 
     def __init__(self, in_channels: int, image_size: int, config: Any = None, device: str | torch.device = "cpu"):
@@ -149,6 +153,8 @@ class FixedPointGAN(ReconstructionModel):
         return F.one_hot(labels, self.config.c_dim).float()
 
     def train_step(self, batch: SliceBatch) -> dict[str, float]:
+        if not self._opt:
+            raise RuntimeError("fpgan: call configure(total_iterations, epoch_length) before train_step")
         c = self.config
         x = batch.images.to(self.device, torch.float32) * 2 - 1
         label_org = batch.labels.to(self.device).long()
@@ -156,16 +162,18 @@ class FixedPointGAN(ReconstructionModel):
         label_trg = torch.randint(c.c_dim, label_org.shape, device=self.device)
         c_org, c_trg = self._one_hot(label_org), self._one_hot(label_trg)
 
-        # critic: real vs. both kinds of fake
+        # critic: real vs. both kinds of fake. Each network runs once on the stacked batch — instance
+        # norm and the critic's layers treat slices independently, so this only saves overhead.
         with torch.no_grad():
-            fake, fake_id = self.generator(x, c_trg), self.generator(x, c_org)
-        real_score, real_logits = self.discriminator(x)
-        fake_score = (self.discriminator(fake)[0].mean() + self.discriminator(fake_id)[0].mean()) / 2
+            fakes = self.generator(torch.cat([x, x]), torch.cat([c_trg, c_org]))
+        scores, logits = self.discriminator(torch.cat([x, fakes]))
+        real_score, fake_score = scores[:len(x)].mean(), scores[len(x):].mean()
         # the two fakes are averaged, not summed as in the paper's equation: with a Wasserstein critic
         # unequal weights on real and fake reward shifting every score down without bound
-        d_adv = fake_score - real_score.mean()
-        d_cls = F.cross_entropy(real_logits, label_org)
-        d_gp = (_gradient_penalty(self.discriminator, x, fake) + _gradient_penalty(self.discriminator, x, fake_id)) / 2
+        d_adv = fake_score - real_score
+        d_cls = F.cross_entropy(logits[:len(x)], label_org)
+        # one penalty over both real–fake pairs = the mean of the two penalties
+        d_gp = _gradient_penalty(self.discriminator, torch.cat([x, x]), fakes)
         d_loss = d_adv + c.lambda_cls * d_cls + c.lambda_gp * d_gp
         self._opt["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
@@ -184,15 +192,15 @@ class FixedPointGAN(ReconstructionModel):
         # the critic is only a loss here: skip its parameter gradients
         self.discriminator.requires_grad_(False)
         try:
-            fake = self.generator(x, c_trg)
-            fake_id = self.generator(x, c_org)
-            score, logits = self.discriminator(fake)
-            score_id, logits_id = self.discriminator(fake_id)
-            g_adv = -score.mean() - score_id.mean()
-            g_cls = F.cross_entropy(logits, label_trg) + F.cross_entropy(logits_id, label_org)
-            g_rec = ((x - self.generator(fake, c_org)).abs().mean()
-                     + (x - self.generator(fake_id, c_org)).abs().mean())
-            g_id = (x - fake_id).abs().mean()
+            # translations to the random target and to the own domain, then both back to the own domain
+            fakes = self.generator(torch.cat([x, x]), torch.cat([c_trg, c_org]))
+            cycled = self.generator(fakes, torch.cat([c_org, c_org]))
+            scores, logits = self.discriminator(fakes)
+            n = len(x)
+            g_adv = -scores[:n].mean() - scores[n:].mean()
+            g_cls = F.cross_entropy(logits[:n], label_trg) + F.cross_entropy(logits[n:], label_org)
+            g_rec = (x - cycled[:n]).abs().mean() + (x - cycled[n:]).abs().mean()
+            g_id = (x - fakes[n:]).abs().mean()
             g_loss = g_adv + c.lambda_cls * g_cls + c.lambda_rec * g_rec + c.lambda_id * g_id
             self._opt["generator"].zero_grad(set_to_none=True)
             g_loss.backward()
