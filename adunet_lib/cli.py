@@ -42,6 +42,16 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from adunet_lib.predict import predict_study
+
+    result = predict_study(args.run, {"t2w": args.t2w, "adc": args.adc, "hbv": args.hbv}, args.out, gland=args.gland,
+                           zones=args.zones, variant=args.variant, case_id=args.case_id, device=args.device)
+    print(f"{result.case_id}: csPCa likelihood {result.case_score:.3f}, {result.lesion_candidates} lesion candidate(s); "
+          f"detection map {result.detection_map}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adunet",
@@ -69,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="stop", metavar="NN", help="last notebook number (e.g. 04)")
     p.add_argument("--quiet", action="store_true", help="do not stream notebook output")
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("predict", help="detect csPCa in one new study with a finished run's models")
+    p.add_argument("t2w", help="T2W image (.mha / .nii.gz)")
+    p.add_argument("adc", help="ADC map")
+    p.add_argument("hbv", help="high-b DWI image")
+    mask = p.add_mutually_exclusive_group(required=True)
+    mask.add_argument("--gland", help="whole-gland mask on the T2W grid")
+    mask.add_argument("--zones", help="zonal mask (1 = PZ, 2 = TZ) on the T2W grid")
+    p.add_argument("--run", default="runs/demo", help="run folder whose models to use (default runs/demo)")
+    p.add_argument("--variant", default="adunet_all", help="nnU-Net variant (default adunet_all)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--case-id", help="name of the study (default: from the T2W file name)")
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.set_defaults(func=_predict)
     return parser
 
 

@@ -42,6 +42,7 @@ epochs: int = 0  # 0 = nnU-Net's default (1000)
 iterations_per_epoch: int = 0  # 0 = nnU-Net's default (250)
 val_iterations_per_epoch: int = 0  # 0 = nnU-Net's default (50)
 folds: list = [0, 1, 2, 3, 4]  # folds to train; fold 0's validation cases = the internal validation set
+batch_size: int = 0  # 0 = nnU-Net's planned batch size
 mirroring: bool = True  # test-time mirroring (nnU-Net's default)
 base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
@@ -56,7 +57,7 @@ cases, slices = load_tables(ctx)
 settings = stage.SegmentationSettings(
     configuration=configuration, target_spacing=tuple(target_spacing) or None, epochs=epochs or None,
     iterations_per_epoch=iterations_per_epoch or None, val_iterations_per_epoch=val_iterations_per_epoch or None,
-    folds=tuple(folds), mirroring=mirroring, base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed)
+    folds=tuple(folds), batch_size=batch_size or None, mirroring=mirroring, base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed)
 settings
 
 # %% [markdown]

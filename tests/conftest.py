@@ -88,3 +88,24 @@ def tiny_run(tmp_path_factory):
                              {"filters": (8, 16), "latent_dim": 8}, show_progress=False)
     generate_maps(ctx, ["dense_ae"], tables.cases, kernel_size=4, show_progress=False)
     return ctx, tables
+
+
+def smoke_params(folder: Path, name: str = "smoke") -> Path:
+    """params/smoke.yaml with its run and figure folders moved into ``folder``."""
+    text = (REPO / "params" / "smoke.yaml").read_text()
+    text = text.replace("run_dir: runs/smoke", f"run_dir: {folder / 'runs' / name}")
+    text = text.replace("figure_dir: figures/smoke", f"figure_dir: {folder / 'figures' / name}")
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_series(tmp_path_factory):
+    """The whole notebook series on params/smoke.yaml, uninterrupted, in a temporary folder."""
+    from adunet_lib.runner.reproduce import reproduce
+
+    folder = tmp_path_factory.mktemp("smoke_series")
+    params = smoke_params(folder)
+    timings = reproduce(params, root=REPO, log=lambda _: None, stream_output=False)
+    return folder / "runs" / "smoke", folder / "figures" / "smoke", timings

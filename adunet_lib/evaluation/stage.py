@@ -72,6 +72,8 @@ def table2(results: Mapping[str, Mapping[str, object]], n_bootstrap: int, seed: 
         table = table.join(score_diff[["delta", "lo", "hi", "p_value"]].rename(columns={
             "delta": "delta_score", "lo": "delta_score_lo", "hi": "delta_score_hi", "p_value": "p_vs_baseline"}),
             on=["set", "model"])
+    numeric = table.select_dtypes("number").columns
+    table[numeric] = table[numeric] + 0.0  # no "-0.0" in the CSV
     table.insert(0, "Model", table["model"].map(DISPLAY).fillna(table["model"]))
     return table, diff
 
@@ -88,10 +90,11 @@ def table2_markdown(table: pd.DataFrame, n_bootstrap: int) -> str:
         for _, r in block.iterrows():
             cells = []
             for k in ("auroc", "ap", "score"):
-                text = f"{r[k]:.4f}"
+                # + 0.0 turns picai's -0.0 (an AP with no true positive) into 0.0
+                text = f"{r[k] + 0.0:.4f}"
                 if np.isclose(r[k], best[k]):
                     text = f"**{text}**"
-                cells.append(f"{text} [{r[f'{k}_lo']:.3f}, {r[f'{k}_hi']:.3f}]")
+                cells.append(f"{text} [{r[f'{k}_lo'] + 0.0:.3f}, {r[f'{k}_hi'] + 0.0:.3f}]")
             if "delta_score" in r and pd.notna(r.get("delta_score")):
                 cells.append(f"{r['delta_score']:+.4f} [{r['delta_score_lo']:+.3f}, {r['delta_score_hi']:+.3f}]")
                 cells.append(f"{r['p_vs_baseline']:.3f}")

@@ -133,7 +133,9 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
         t0 = time.perf_counter()
         try:
             papermill.execute_notebook(str(nb.path), str(output), parameters=values, kernel_name=KERNEL_NAME,
-                                       cwd=str(nb.path.parent), progress_bar=False, log_output=stream_output)
+                                       cwd=str(nb.path.parent), progress_bar=False, log_output=stream_output,
+                                       # the kernel's own start-up warnings are not the user's business
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except papermill.PapermillExecutionError as exc:
             record[nb.name] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1)}
             write_json(record_path, record)

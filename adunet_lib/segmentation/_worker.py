@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import sys
+import time
 from pathlib import Path
 
 #: Written (atomically) when a step has finished: nnU-Net writes its own files in place, so a file's
@@ -85,6 +86,9 @@ def train(args: dict) -> None:
     _seed(int(args["seed"]))
     base = Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(int(args["dataset_id"]))
     plans = load_json(str(base / "nnUNetPlans.json"))
+    if args.get("batch_size"):
+        # a smaller batch than nnU-Net's plan: the budget knob of CPU demos (the plan stays on disk as is)
+        plans["configurations"][args["configuration"]]["batch_size"] = int(args["batch_size"])
     dataset_json = load_json(str(base / "dataset.json"))
     device = torch.device(args["device"])
 
@@ -98,6 +102,17 @@ def train(args: dict) -> None:
         trainer.num_val_iterations_per_epoch = int(args["val_iterations_per_epoch"])
         trainer.save_every = 1  # a resume point after every epoch
         return trainer
+
+    def reseed_each_epoch(trainer: nnUNetTrainer) -> None:
+        # nnU-Net seeds nothing; re-seeding at every epoch start makes a run resumed from an epoch's
+        # checkpoint draw exactly the batches and augmentations of an uninterrupted run
+        original = trainer.on_epoch_start
+
+        def on_epoch_start() -> None:
+            _seed(int(args["seed"]) * 100003 + trainer.current_epoch)
+            original()
+
+        trainer.on_epoch_start = on_epoch_start
 
     probe = make(False)
     out = Path(probe.output_folder)
@@ -115,6 +130,7 @@ def train(args: dict) -> None:
         except Exception as exc:  # a checkpoint cut short by a kill: start this fold again
             print(f"{latest} is unreadable ({type(exc).__name__}); training fold from scratch", flush=True)
             latest.unlink()
+    reseed_each_epoch(trainer)
     trainer.run_training()
     _mark(out / TRAINED, epochs=trainer.num_epochs, iterations_per_epoch=trainer.num_iterations_per_epoch)
 
@@ -156,7 +172,9 @@ def main(steps_file: str) -> None:
         # torch thread count, so it must be >= 1 there
         os.environ.update(step.get("env", {}))
         print(f"--- {step['command']} ---", flush=True)
+        started = time.perf_counter()
         COMMANDS[step["command"]](step)
+        print(f"--- {step['command']} done in {time.perf_counter() - started:.0f} s ---", flush=True)
 
 
 if __name__ == "__main__":

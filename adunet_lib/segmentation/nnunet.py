@@ -46,6 +46,18 @@ def step_env(ctx: RunContext, command: str, num_processes: int) -> dict[str, str
     return {}
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the notebook kernel running it dies, so a killed run never
+    leaves an orphan nnU-Net training on that a restarted run would race."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None] = print,
          num_processes: int = 2, label: str = "nnU-Net") -> None:
     """Run worker steps (``{"command": …, **args}``) in one child process; stream its output; raise
@@ -61,7 +73,8 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
     try:
         proc = subprocess.Popen([sys.executable, "-m", "adunet_lib.segmentation._worker", arg_file],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet))
+                                env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet),
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip()

@@ -42,6 +42,7 @@ class SegmentationSettings:
         configuration: nnU-Net configuration (paper: ``3d_fullres``; CPU demo: ``2d``).
         target_spacing: override nnU-Net's target spacing (z, y, x) in mm, e.g. coarser for a CPU demo.
         folds: folds to train (fold 0's validation cases are the internal validation set).
+        batch_size: override the planned batch size (None = nnU-Net's plan).
         mirroring: test-time mirroring (nnU-Net's default: on).
     """
 
@@ -51,6 +52,7 @@ class SegmentationSettings:
     iterations_per_epoch: int | None = None
     val_iterations_per_epoch: int | None = None
     folds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    batch_size: int | None = None
     mirroring: bool = True
     base_dataset_id: int = 500
     num_processes: int = 2
@@ -114,7 +116,8 @@ def run_variant(ctx: RunContext, variant: str, index: int, cases: pd.DataFrame, 
     for fold in settings.folds:
         if not (mdir / f"fold_{fold}" / TRAINED).is_file():
             steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
-                          "fold": fold, "device": ctx.device, "seed": settings.seed, **settings.budget()})
+                          "fold": fold, "device": ctx.device, "seed": settings.seed, "batch_size": settings.batch_size,
+                          **settings.budget()})
     jobs = prediction_jobs(ctx, variant, dataset_id, cases, settings)
     for split, folds, inputs in jobs:
         out = ctx.nnunet / "predictions" / variant / split

@@ -1,0 +1,112 @@
+"""``adunet predict``: csPCa detection for one new study with a finished run's models.
+
+The study goes through the same steps as the run's cases — preprocessing with the run's settings,
+the run's reconstruction model for the anomaly maps, the chosen nnU-Net variant (all its trained
+folds) — and comes out as a PI-CAI detection map on the study's own T2W grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from adunet_lib.anomaly_maps.maps import case_maps, map_path, write_case_maps
+from adunet_lib.data.case import SEQUENCES, Case, load_case
+from adunet_lib.data.image import Image, write_image
+from adunet_lib.errors import AdunetError
+from adunet_lib.fileio import read_json, write_json
+from adunet_lib.preprocessing.geometry import resample_to
+from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
+from adunet_lib.runner.context import RunContext
+from adunet_lib.segmentation import nnunet
+from adunet_lib.segmentation.detection import detection_path, write_detection
+from adunet_lib.segmentation.export import dataset_name
+from adunet_lib.segmentation.stage import model_dir
+from adunet_lib.segmentation.variants import VARIANTS
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    case_id: str
+    detection_map: Path
+    case_score: float
+    lesion_candidates: int
+    maps: list[Path]
+
+
+def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, gland: str | Path | None = None,
+                  zones: str | Path | None = None, variant: str = "adunet_all", case_id: str | None = None,
+                  device: str | None = None, log=print) -> Prediction:
+    """Detect csPCa in one study with the models of ``run_dir``.
+
+    Args:
+        run_dir: a run folder where notebooks 01–06 have finished (e.g. ``runs/demo``).
+        images: ``{"t2w": …, "adc": …, "hbv": …}`` files.
+        out_dir: where the detection map, anomaly maps and an overview figure go (created).
+        gland, zones: a whole-gland or a zonal mask on the T2W grid (one is needed to crop).
+        variant: which nnU-Net model (``baseline``, ``adunet_t2w`` … ``adunet_all``).
+    """
+    run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    settings = read_json(run_dir / "nnunet" / "settings.json") if (run_dir / "nnunet" / "settings.json").is_file() else None
+    pre_config = run_dir / "preprocessed" / "config.json"
+    if settings is None or not pre_config.is_file():
+        raise AdunetError(f"{run_dir}: not a finished run (run notebooks 01–06 first)")
+    if variant not in settings["variants"]:
+        raise AdunetError(f"variant {variant!r} was not trained in {run_dir} (have {', '.join(settings['variants'])})")
+    inputs = [Path(p).resolve() for p in [*images.values(), gland, zones] if p]
+    case_id = case_id or Path(images["t2w"]).name.split(".")[0].removesuffix("_t2w")
+    if any(p.parent == out_dir for p in inputs):
+        raise AdunetError(f"output folder {out_dir} holds the inputs; choose another so nothing is overwritten")
+    ctx = RunContext(run_dir, out_dir, device=device or "cpu")
+
+    case = Case(case_id=case_id, images={k: Path(v) for k, v in images.items()}, gland=Path(gland) if gland else None,
+                zones=Path(zones) if zones else None, expected={k: Path(v) for k, v in images.items()})
+    loaded = load_case(case, require_masks=True)
+    config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in read_json(pre_config)["preprocess"].items()})
+    pre = preprocess_case(loaded, config, modes=("cropped",))
+
+    from adunet_lib.anomaly_maps.stage import pseudo_healthy
+
+    map_model = settings["map_model"]
+    kernel = read_json(run_dir / "maps" / map_model / "stamp.json")["kernel_size"]
+    maps = case_maps(pre, pseudo_healthy(ctx, map_model, pre), kernel)
+    map_files = write_case_maps(out_dir, case_id, maps)
+    log(f"{case_id}: anomaly maps ({map_model}) written")
+
+    work = out_dir / f".{case_id}_nnunet"
+    shutil.rmtree(work, ignore_errors=True)
+    channels = [loaded.t2w if s == "t2w" else resample_to(loaded.images[s], loaded.t2w.geometry) for s in SEQUENCES]
+    channels += [maps[s] for s in VARIANTS[variant]]
+    files = []
+    for k, image in enumerate(channels):
+        files.append(str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
+                                     work / "input" / f"{case_id}_{k:04d}.nii.gz")))
+    index = list(VARIANTS).index(variant)
+    mdir = model_dir(ctx, settings["base_dataset_id"] + index, variant, settings["configuration"])
+    if not mdir.is_dir():
+        raise AdunetError(f"{mdir}: no trained nnU-Net for {variant} ({dataset_name(settings['base_dataset_id'] + index, variant)})")
+    nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"], "inputs": {case_id: files},
+                       "output_dir": str(work / "output"), "device": ctx.device, "mirroring": settings["mirroring"]}],
+                log, label=f"nnU-Net {variant}")
+    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, out_dir, case_id)
+    shutil.rmtree(work, ignore_errors=True)
+
+    from adunet_lib.data.image import read_image
+    from adunet_lib.report.viewer import static_montage
+    from adunet_lib.report.figures import save_figure
+
+    detection = read_image(det).array
+    box = pre.box.slices()
+    volumes = {s: (loaded.t2w if s == "t2w" else resample_to(loaded.images[s], loaded.t2w.geometry)).array[box]
+               for s in SEQUENCES}
+    overlays = {"gland": pre.gland_t2w, "anomaly": maps["adc"].array[box], "detection": detection[box]}
+    save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), out_dir / f"{case_id}_overview.png")
+    candidates = int(len(np.unique(detection[detection > 0])))
+    result = Prediction(case_id, det, float(detection.max()), candidates, map_files)
+    write_json(out_dir / f"{case_id}_prediction.json", dataclasses.asdict(result) | {"variant": variant,
+                                                                                      "run": str(run_dir)})
+    return result
