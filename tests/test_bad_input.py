@@ -144,25 +144,31 @@ def empty_gland_mask(root):
     return cid, root / ZONES / f"{cid}.nii.gz", "gland mask is empty"
 
 
-def missing_slice(root):
-    """A T2W DICOM series with one slice missing, listed in a manifest."""
-    cid, t2w = seq_file(root, "t2w")
-    image = read_image(t2w)
-    folder = root / "dicom" / cid
+def write_dicom_series(image: Image, folder: Path) -> Path:
+    """One DICOM file per slice, with position and orientation tags (as a scanner export)."""
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     vol = image.to_sitk()
+    orientation = (*image.direction[0::3], *image.direction[1::3])
     for k in range(vol.GetDepth()):
-        sl = vol[:, :, k]
+        sl = sitk.Cast(vol[:, :, k], sitk.sitkUInt16)  # cast first: Cast drops metadata
+        sl.SetDirection((1, 0, 0, 1))  # the 3D orientation travels in the DICOM tags below
         origin = vol.TransformIndexToPhysicalPoint((0, 0, k))
         for tag, value in (("0020|0032", "\\".join(f"{v:.4f}" for v in origin)),
-                           ("0020|0037", "\\".join(f"{v:.6f}" for v in (*image.direction[0::3], *image.direction[1::3]))),
+                           ("0020|0037", "\\".join(f"{v:.6f}" for v in orientation)),
                            ("0020|0013", str(k)), ("0008|0060", "MR"), ("0020|000e", "1.2.3.4.5"),
                            ("0020|000d", "1.2.3.4"), ("0028|0030", f"{image.spacing[1]}\\{image.spacing[0]}")):
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
-        writer.Execute(sitk.Cast(sl, sitk.sitkUInt16))
+        writer.Execute(sl)
+    return folder
+
+
+def missing_slice(root):
+    """A T2W DICOM series with one slice missing, listed in a manifest."""
+    cid, t2w = seq_file(root, "t2w")
+    folder = write_dicom_series(read_image(t2w), root / "dicom" / cid)
     (folder / "slice_005.dcm").unlink()
     ds = open_dataset(root)
     case = ds[cid]
@@ -171,6 +177,16 @@ def missing_slice(root):
         "case_id,t2w,adc,hbv,lesion,zones\n"
         f"{cid},{rel(folder)},{rel(case.images['adc'])},{rel(case.images['hbv'])},{rel(case.lesion)},{rel(case.zones)}\n")
     return cid, folder, r"non-uniform slice spacing \(missing slice\?\)"
+
+
+def test_a_complete_dicom_series_reads_like_the_file_it_came_from(cohort_copy, tmp_path):
+    from adunet_lib.data.case import read_case_image
+
+    _, t2w = seq_file(cohort_copy, "t2w")
+    image = read_image(t2w)
+    series = read_case_image("x", write_dicom_series(image, tmp_path / "series"), "t2w")
+    assert series.geometry.same_as(image.geometry)
+    np.testing.assert_array_equal(series.array, image.array)
 
 
 KINDS = [missing_sequence, sequence_twice, adc_outside_fov, label_grid_mismatch, label_out_of_range, nan_voxels,

@@ -57,7 +57,7 @@ class Geometry:
             # origins are in mm and can be large: compare them relative to the voxel size
             scale = min(self.spacing) if name == "origin" else 1.0
             if a.shape != b.shape or not np.allclose(a, b, atol=tol * scale, rtol=0):
-                out.append(f"{name} {tuple(np.round(a, 4))} vs {tuple(np.round(b, 4))}")
+                out.append(f"{name} {tuple(round(float(v), 4) for v in a)} vs {tuple(round(float(v), 4) for v in b)}")
         return out
 
     def same_as(self, other: Geometry, tol: float = GEOMETRY_TOLERANCE) -> bool:
