@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from adunet_lib.errors import AdunetError
 
+    for stream in (sys.stdout, sys.stderr):
+        # a POSIX/ASCII locale must not turn a "…" or "×" in a message into a crash
+        if hasattr(stream, "reconfigure") and "utf" not in (stream.encoding or "").lower():
+            stream.reconfigure(errors="replace")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

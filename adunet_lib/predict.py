@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adunet_lib.anomaly_maps.maps import case_maps, map_path, write_case_maps
+from adunet_lib.anomaly_maps.maps import case_maps, write_case_maps
 from adunet_lib.data.case import SEQUENCES, Case, load_case
 from adunet_lib.data.image import Image, write_image
 from adunet_lib.errors import AdunetError
@@ -22,7 +22,7 @@ from adunet_lib.preprocessing.geometry import resample_to
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
 from adunet_lib.runner.context import RunContext
 from adunet_lib.segmentation import nnunet
-from adunet_lib.segmentation.detection import detection_path, write_detection
+from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.segmentation.export import dataset_name
 from adunet_lib.segmentation.stage import model_dir
 from adunet_lib.segmentation.variants import VARIANTS

@@ -17,10 +17,10 @@ estimate fits in ``--measure-up-to`` seconds are also timed end to end, as a che
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
+from _common import add_torch_options, start
 
 from adunet_lib.anomaly_models import create
 from adunet_lib.anomaly_models.base import SliceBatch
@@ -110,16 +110,9 @@ def main() -> None:
                         help="timed calls per measurement (median); default 3, 1 for the paper setting")
     parser.add_argument("--measure-up-to", type=float, default=120.0,
                         help="also time reconstructions end to end when their estimate is below this (s)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (on a busy machine 1 can beat 2: no waiting for a descheduled thread)")
+    add_torch_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} CPU thread(s), "
-          f"{os.cpu_count()} cores, load average {load:.1f} (timings on a shared machine vary)")
+    start(args)
     for name in SETTINGS if args.setting == "all" else [args.setting]:
         bench(name, args.channels, args.batch_size, args.repeats, args.measure_up_to, args.device)
 

@@ -22,16 +22,16 @@ against the rest of the gland on lesion slices.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 
 import numpy as np
-import pandas as pd
 import torch
+from _common import add_torch_options, start
 
 from adunet_lib.anomaly_models import create
 from adunet_lib.anomaly_models.base import SliceBatch
+from adunet_lib.anomaly_models.phantoms import phantom_slices
 
 SETTINGS = {
     # the registered defaults (Siddiquee et al. / StarGAN): conv_dim 64, 6 residual blocks, 6 critic layers
@@ -99,36 +99,6 @@ def bench(name: str, channels: int, batch_size: int | None, cycles: int | None, 
     print(f"translation of {SLICES} slices: {sorted(times)[1]:.3f} s")
 
 
-def phantom_slices(n: int, size: int, seed: int):
-    """Textured disc 'glands' (background 0); every other slice has a dark lesion blob inside."""
-    from scipy import ndimage
-
-    from adunet_lib.anomaly_models.data import SliceData
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    images = np.zeros((n, 1, size, size), np.float32)
-    glands = np.zeros_like(images)
-    lesions = np.zeros((n, 1, size, size), np.uint8)
-    labels = np.arange(n) % 2
-    for i in range(n):
-        cy, cx = size / 2 + rng.uniform(-0.05, 0.05, 2) * size
-        ry, rx = size * rng.uniform(0.3, 0.38, 2)
-        gland = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-        texture = ndimage.uniform_filter(rng.normal(size=(size, size)), 3)
-        img = rng.uniform(0.55, 0.65) + 0.08 * texture + 0.02 * rng.normal(size=(size, size))
-        if labels[i]:
-            r, angle, d = size * rng.uniform(0.08, 0.12), rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.45)
-            blob = ((yy - cy - d * ry * np.sin(angle)) ** 2 + (xx - cx - d * rx * np.cos(angle)) ** 2 < r * r) & gland
-            img = np.where(blob, 0.2 + 0.03 * texture, img)
-            lesions[i, 0] = blob
-        images[i, 0] = np.clip(img * gland, 0, 1)
-        glands[i, 0] = gland
-    index = pd.DataFrame({"set": "internal", "split": "train", "case_id": [f"p{i}" for i in range(n)],
-                          "slice": 0, "z": 0, "label": np.where(labels == 1, "lesion", "healthy")})
-    return SliceData(images, labels.astype(np.int64), glands, lesions, index)
-
-
 def quality(seconds: float, channels: int, batch_size: int | None, seed: int, device: str) -> None:
     from adunet_lib.anomaly_models.training import TrainSettings, fit
 
@@ -177,16 +147,9 @@ def main() -> None:
     parser.add_argument("--quality", type=float, default=0.0, metavar="SECONDS",
                         help="also train the demo setting for about this long on phantoms and report its maps")
     parser.add_argument("--seed", type=int, default=0, help="training seed for --quality")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (on a busy machine 1 can beat 2: no waiting for a descheduled thread)")
+    add_torch_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} CPU thread(s), "
-          f"{os.cpu_count()} cores, load average {load:.1f} (timings on a shared machine vary)")
+    start(args)
     for name in SETTINGS if args.setting == "all" else [args.setting]:
         bench(name, args.channels, args.batch_size, args.cycles, args.device)
     if args.quality > 0:

@@ -32,12 +32,12 @@ external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, 
 seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
-# --- this notebook ---
+# --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
 synth_internal_cases: int = 24  # synthetic internal cohort size (used when internal_data is synthetic)
 synth_external_cases: int = 12  # synthetic external cohort size
 slice_size: int = 64  # in-plane size of the model slices (paper: 128)
 crop_margin_mm: float = 8.0  # margin around the gland bounding box
-n_folds: int = 5  # stratified cross-validation folds of the internal set; fold 0 = the validation split
+n_folds: int = 3  # stratified cross-validation folds of the internal set; fold 0 = the validation split
 on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
 show_cases: int = 3  # cases drawn in the preprocessing figure
 

@@ -28,13 +28,13 @@ external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, 
 seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
-# --- this notebook ---
-channels: str = "per_sequence"  # "per_sequence" (paper) or "all" (one 3-channel model)
-modes: list = ["cropped", "full"]  # gland-cropped and/or full slices
-iterations: int = 400000  # DDPM training steps (paper: 400k)
-batch_size: int = 20  # balanced slices per step: the DDPM learns from the healthy half (paper: 10)
-checkpoint_every: int = 5000  # steps between resume points
-model_config: dict = {}  # DDPMConfig fields: channels, noise_level (L), guidance_scale (s), ddim_steps, …
+# --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
+channels: str = "all"  # "per_sequence" (paper) or "all" (one 3-channel model)
+modes: list = ["cropped"]  # gland-cropped and/or full slices
+iterations: int = 120  # DDPM training steps (paper: 400k)
+batch_size: int = 16  # balanced slices per step: the DDPM learns from the healthy half (paper: 10)
+checkpoint_every: int = 40  # steps between resume points
+model_config: dict = {"channels": [16, 32, 64, 64], "attention_resolutions": [], "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "classifier_channels": [16, 32, 64, 64], "classifier_attention_resolutions": [], "classifier_num_res_blocks": 1, "lr": 0.001, "classifier_lr": 0.001, "classifier_max_t": 500, "ddim_steps": 5}  # DDPMConfig fields: channels, noise_level (L), guidance_scale (s), ddim_steps, …
 
 # %%
 import pandas as pd

@@ -32,13 +32,13 @@ external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, 
 seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
-# --- this notebook ---
-channels: str = "per_sequence"  # "per_sequence" (paper) or "all" (one 3-channel model)
+# --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
+channels: str = "all"  # "per_sequence" (paper) or "all" (one 3-channel model)
 modes: list = ["cropped", "full"]  # gland-cropped and/or full slices
-iterations: int = 200000  # paper: 200k, learning-rate decay from the midpoint
-batch_size: int = 16  # paper: 16
-checkpoint_every: int = 5000  # steps between resume points
-model_config: dict = {}  # FPGANConfig fields: conv_dim (64), n_res_blocks (6), d_layers (6), n_critic (5), …
+iterations: int = 250  # paper: 200k, learning-rate decay from the midpoint
+batch_size: int = 8  # paper: 16
+checkpoint_every: int = 100  # steps between resume points
+model_config: dict = {"conv_dim": 16, "n_res_blocks": 2, "d_layers": 4, "g_lr": 0.001, "d_lr": 0.001, "n_critic": 2, "decay_from": 0.8}  # FPGANConfig fields: conv_dim (64), n_res_blocks (6), d_layers (6), n_critic (5), …
 figure_slices: int = 3  # validation slices in Fig. 3
 
 # %%

@@ -31,14 +31,13 @@ external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, 
 seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
-# --- this notebook ---
-models: list = []  # models to make maps with; [] = every model trained in notebooks 02–04
-blur_kernel: int = 8  # Φ's kernel size in model-slice pixels (paper: 8 at 128² slices)
+# --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
+models: list = ["dense_ae", "spatial_ae", "ddpm", "fpgan"]  # models to make maps with; [] = every model trained in notebooks 02–04
+blur_kernel: int = 4  # Φ's kernel size in model-slice pixels (paper: 8 at 128² slices)
 fig4_models: list = ["fpgan", "ddpm"]  # reconstructions shown in Fig. 4 (the paper: FP-GAN and diffusion)
 fig4_patients: int = 4  # patients in Fig. 4
 
 # %%
-import pandas as pd
 
 from adunet_lib.anomaly_maps import stage
 from adunet_lib.anomaly_models.stage import trained_models

@@ -33,17 +33,17 @@ external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, 
 seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
-# --- this notebook ---
+# --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
 variants: list = ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"]  # Table II rows
 map_model: str = "fpgan"  # whose anomaly maps feed adU-Net (the paper: FP-GAN)
-configuration: str = "3d_fullres"  # nnU-Net configuration (paper: 3d_fullres)
-target_spacing: list = []  # [] = nnU-Net's own choice; e.g. [3.0, 1.0, 1.0] (z, y, x mm) for a CPU demo
-epochs: int = 0  # 0 = nnU-Net's default (1000)
-iterations_per_epoch: int = 0  # 0 = nnU-Net's default (250)
-val_iterations_per_epoch: int = 0  # 0 = nnU-Net's default (50)
-folds: list = [0, 1, 2, 3, 4]  # folds to train; fold 0's validation cases = the internal validation set
-batch_size: int = 0  # 0 = nnU-Net's planned batch size
-mirroring: bool = True  # test-time mirroring (nnU-Net's default)
+configuration: str = "2d"  # nnU-Net configuration (paper: 3d_fullres)
+target_spacing: list = [3.0, 1.5, 1.5]  # [] = nnU-Net's own choice; e.g. [3.0, 1.0, 1.0] (z, y, x mm) for a CPU demo
+epochs: int = 8  # 0 = nnU-Net's default (1000)
+iterations_per_epoch: int = 10  # 0 = nnU-Net's default (250)
+val_iterations_per_epoch: int = 2  # 0 = nnU-Net's default (50)
+folds: list = [0]  # folds to train; fold 0's validation cases = the internal validation set
+batch_size: int = 6  # 0 = nnU-Net's planned batch size
+mirroring: bool = False  # test-time mirroring (nnU-Net default and paper: True)
 base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
 

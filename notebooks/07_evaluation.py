@@ -29,9 +29,9 @@ external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, 
 seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
-# --- this notebook ---
+# --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
 variants: list = ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"]  # Table II rows
-n_bootstrap: int = 2000  # bootstrap replicates for CIs and paired tests
+n_bootstrap: int = 500  # bootstrap replicates for CIs and paired tests (paper.yaml: 2000)
 map_model: str = "fpgan"  # whose anomaly map the case viewer overlays
 params_name: str = ""  # shown in the summary; "" = the run folder's name
 
@@ -101,4 +101,4 @@ case_viewer(volumes, overlays, interactive=interactive, title=f"{row['case_id']}
 # %%
 table1 = pd.read_csv(ctx.figure("table1.csv")) if ctx.figure("table1.csv").is_file() else None
 path = write_summary(ctx, params_name or ctx.run_dir.name, table, cases, table1)
-Markdown(path.read_text())
+Markdown(path.read_text(encoding="utf-8"))

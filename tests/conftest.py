@@ -92,11 +92,11 @@ def tiny_run(tmp_path_factory):
 
 def smoke_params(folder: Path, name: str = "smoke") -> Path:
     """params/smoke.yaml with its run and figure folders moved into ``folder``."""
-    text = (REPO / "params" / "smoke.yaml").read_text()
+    text = (REPO / "params" / "smoke.yaml").read_text(encoding="utf-8")
     text = text.replace("run_dir: runs/smoke", f"run_dir: {folder / 'runs' / name}")
     text = text.replace("figure_dir: figures/smoke", f"figure_dir: {folder / 'figures' / name}")
     path = folder / f"{name}.yaml"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -8,7 +8,6 @@ Each kind breaks a private copy of a synthetic cohort (or of the real shared stu
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +174,7 @@ def missing_slice(root):
     rel = lambda p: Path(p).relative_to(root)  # noqa: E731
     (root / "manifest.csv").write_text(
         "case_id,t2w,adc,hbv,lesion,zones\n"
-        f"{cid},{rel(folder)},{rel(case.images['adc'])},{rel(case.images['hbv'])},{rel(case.lesion)},{rel(case.zones)}\n")
+        f"{cid},{rel(folder)},{rel(case.images['adc'])},{rel(case.images['hbv'])},{rel(case.lesion)},{rel(case.zones)}\n", encoding="utf-8")
     return cid, folder, r"non-uniform slice spacing \(missing slice\?\)"
 
 
@@ -263,11 +262,11 @@ def test_duplicate_case_ids_and_escaping_paths_in_a_manifest(cohort_copy, capsys
     case = ds.cases[0]
     rel = {k: Path(p).relative_to(cohort_copy) for k, p in case.images.items()}
     row = f"{case.case_id},{rel['t2w']},{rel['adc']},{rel['hbv']}"
-    (cohort_copy / "dupes.csv").write_text(f"case_id,t2w,adc,hbv\n{row}\n{row}\n")
+    (cohort_copy / "dupes.csv").write_text(f"case_id,t2w,adc,hbv\n{row}\n{row}\n", encoding="utf-8")
     assert main(["check", str(cohort_copy / "dupes.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"dupes.csv: duplicate case id(s) {case.case_id}" in err and len(err.strip().splitlines()) == 1
-    (cohort_copy / "escape.csv").write_text(f"case_id,t2w,adc,hbv\nx,../../{rel['t2w']},{rel['adc']},{rel['hbv']}\n")
+    (cohort_copy / "escape.csv").write_text(f"case_id,t2w,adc,hbv\nx,../../{rel['t2w']},{rel['adc']},{rel['hbv']}\n", encoding="utf-8")
     assert main(["check", str(cohort_copy / "escape.csv"), "--quiet"]) == 2
     assert "escapes the dataset root" in capsys.readouterr().err
 
@@ -284,7 +283,7 @@ def test_params_with_an_unknown_key_or_a_wrong_type(tmp_path, capsys):
     for body, message in (("preprocessing:\n  slice_size: 64\n  crop_margn_mm: 3\n", "unknown key preprocessing.crop_margn_mm"),
                           ("segmentation:\n  epochs: ten\n", "key segmentation.epochs must be int, got str 'ten'")):
         path = tmp_path / "p.yaml"
-        path.write_text(f"common:\n  run_dir: {tmp_path / 'run'}\n" + body)
+        path.write_text(f"common:\n  run_dir: {tmp_path / 'run'}\n" + body, encoding="utf-8")
         assert main(["reproduce", str(path)]) == 2
         err = capsys.readouterr().err
         assert message in err and "p.yaml" in err and len(err.strip().splitlines()) == 1

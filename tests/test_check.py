@@ -1,7 +1,6 @@
 """``adunet check`` on broken copies of a cohort: every problem named with its case and file."""
 
 import numpy as np
-import pytest
 
 from adunet_lib.cli import main
 from adunet_lib.data.image import Geometry, Image, read_image, write_image

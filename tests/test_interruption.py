@@ -27,7 +27,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 
 def _train(out, script):
     return subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, encoding="utf-8", errors="replace", start_new_session=True)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -72,7 +72,7 @@ def test_a_killed_reproduce_run_restarts_and_matches_the_uninterrupted_run(smoke
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole run: runner, kernel and any nnU-Net worker
         proc.wait()
-    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     mine = tmp_path / "figures" / "smoke"
     for table in ("table1.csv", "table2.csv", "map_quality.csv"):

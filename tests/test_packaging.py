@@ -3,13 +3,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 
 def test_environment_yml_delegates_to_pyproject(repo):
-    env = yaml.safe_load((repo / "environment.yml").read_text())
+    env = yaml.safe_load((repo / "environment.yml").read_text(encoding="utf-8"))
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     # conda provides only Python and pip; every library comes from pyproject.toml
@@ -20,7 +21,7 @@ def test_environment_yml_delegates_to_pyproject(repo):
 def test_cli_help_does_not_import_torch(repo):
     code = ("import sys; from adunet_lib.cli import build_parser; build_parser(); "
             "print(any(m in sys.modules for m in ('torch', 'nnunetv2', 'papermill', 'SimpleITK')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -34,7 +35,7 @@ def test_notebooks_are_committed_clean_and_paired(repo):
     notebooks = _notebooks(repo)
     assert notebooks
     for path in notebooks:
-        nb = json.loads(path.read_text())
+        nb = json.loads(path.read_text(encoding="utf-8"))
         assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
         assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent", path.name
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -51,3 +52,11 @@ def test_python3_kernel_exists_in_this_environment():
     from jupyter_client.kernelspec import KernelSpecManager
 
     assert "python3" in KernelSpecManager().find_kernel_specs()
+
+
+@pytest.mark.parametrize("script", sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py")), ids=lambda p: p.stem)
+def test_benchmark_scripts_start(script):
+    """Benchmarks run on demand, so nothing else would notice when one stops importing."""
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, encoding="utf-8",
+                         errors="replace")
+    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-1000:]

@@ -9,7 +9,7 @@ COMMON_KEYS = {"run_dir", "figure_dir", "internal_data", "external_data", "seed"
 
 def _write(tmp_path, text):
     path = tmp_path / "exp.yaml"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -18,6 +18,39 @@ def test_shipped_params_files_validate_against_the_notebooks(repo):
     for name in ("demo", "smoke", "paper"):
         injected = validate(load_params(repo / "params" / f"{name}.yaml"), notebooks)
         assert set(injected) == {nb.name for nb in notebooks}
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke", "paper"])
+def test_shipped_model_configs_are_hyperparameters_the_models_know(repo, name):
+    """A typo in a model_config block would otherwise only surface hours into a run."""
+    from adunet_lib.anomaly_models.registry import get
+
+    blocks = {"diffusion": ["ddpm"], "fixed_point_gan": ["fpgan"]}
+    params = load_params(repo / "params" / f"{name}.yaml")
+    checked = 0
+    for block, values in params.blocks.items():
+        models = values.get("models", blocks.get(block, []))
+        if "model_config" in values and block in ("autoencoders", "diffusion", "fixed_point_gan"):
+            for model in models:
+                config = get(model).resolve_config(dict(values["model_config"]))
+                for key, value in values["model_config"].items():
+                    got = getattr(config, key)
+                    assert (list(got) if isinstance(got, tuple) else got) == value, (name, model, key)
+                checked += 1
+    assert checked or name == "smoke"
+
+
+def test_opening_a_notebook_in_jupyterlab_continues_the_demo_run(repo):
+    """Run interactively, a notebook uses its own defaults: they must be demo.yaml's, or a student who
+    opens notebook 02 after the demo would retrain runs/demo's models with other settings."""
+    from adunet_lib.runner.params import declared_parameters
+
+    demo = load_params(repo / "params" / "demo.yaml")
+    for nb in find_notebooks(repo / "notebooks"):
+        declared = declared_parameters(nb.path)
+        wanted = {k: v for k, v in demo.for_notebook(nb).items() if k not in ("interactive", "run_dir", "figure_dir")}
+        assert {k: declared[k].default for k in wanted} == wanted, nb.name
+        assert declared["run_dir"].default == "runs/demo" and declared["interactive"].default is True
 
 
 def test_every_notebook_declares_the_common_keys(repo):

@@ -3,11 +3,9 @@ import pytest
 from conftest import make_image
 
 from adunet_lib.data import load_case, open_dataset, read_picai
-from adunet_lib.data.image import Image
 from adunet_lib.errors import CaseError
 from adunet_lib.preprocessing.geometry import CropBox, crop, gland_box, resample_to, slice_grid, uncrop
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_case,
-                                               preprocess_dataset, slice_table)
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_dataset, slice_table)
 
 
 def test_crop_then_uncrop_gives_back_the_original_grid_and_voxels():

@@ -3,8 +3,8 @@ import shutil
 import numpy as np
 import pytest
 
-from adunet_lib.data import load_case, open_dataset, read_manifest, read_picai, read_prostate158
-from adunet_lib.data.image import read_image, write_image
+from adunet_lib.data import load_case, open_dataset, read_manifest, read_picai
+from adunet_lib.data.image import write_image
 from adunet_lib.errors import CaseError, DatasetError
 
 
@@ -65,7 +65,7 @@ def _as_prostate158(cohort, out):
             write_image(resample_to(loaded.lesion, loaded.images["adc"].geometry, "nearest"),
                         folder / "adc_tumor_reader1.nii.gz")
         rows.append(f"{case.case_id},train/{case.case_id}/t2.nii.gz")
-    (out / "train.csv").write_text("ID,t2\n" + "\n".join(rows) + "\n")
+    (out / "train.csv").write_text("ID,t2\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return ds
 
 
@@ -96,15 +96,15 @@ def test_manifest_reader_and_its_guards(synth_internal, tmp_path):
         rel = {k: p.relative_to(root) for k, p in case.images.items()}
         lines.append(f"{case.case_id},{rel['t2w']},{rel['adc']},{rel['hbv']},{case.lesion.relative_to(root)},"
                      f"{case.zones.relative_to(root)},{'yes' if case.cspca else 'no'}")
-    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     manifest = open_dataset(root / "manifest.csv")
     assert manifest.layout == "manifest" and manifest.case_ids == ds.case_ids[:2]
     assert load_case(manifest.cases[0]).zones is not None
 
-    (root / "dupes.csv").write_text("\n".join(lines + [lines[1]]) + "\n")
+    (root / "dupes.csv").write_text("\n".join(lines + [lines[1]]) + "\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=f"duplicate case id.*{ds.case_ids[0]}"):
         read_manifest(root / "dupes.csv")
-    (root / "escape.csv").write_text(lines[0] + "\nx,../../etc/passwd,a,b,,,\n")
+    (root / "escape.csv").write_text(lines[0] + "\nx,../../etc/passwd,a,b,,,\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="escapes the dataset root"):
         read_manifest(root / "escape.csv")
 

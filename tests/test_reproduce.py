@@ -20,7 +20,7 @@ preprocessing:
   synth_external_cases: 2
   slice_size: 32
   show_cases: 1
-{extra}""")
+{extra}""", encoding="utf-8")
     return path
 
 
@@ -29,7 +29,7 @@ def test_notebook_01_runs_headless_and_writes_its_outputs(repo, tmp_path):
     timings = reproduce(_params(tmp_path), stop="01", root=repo, log=lambda _: None, stream_output=False)
     assert list(timings) == ["01_preprocessing"]
     run = tmp_path / "runs" / "tiny"
-    executed = json.loads((run / "notebooks" / "01_preprocessing.ipynb").read_text())
+    executed = json.loads((run / "notebooks" / "01_preprocessing.ipynb").read_text(encoding="utf-8"))
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "seed = 1" in "".join(injected[0]["source"])
     for name in ("cases.csv", "slices.csv"):
@@ -37,16 +37,16 @@ def test_notebook_01_runs_headless_and_writes_its_outputs(repo, tmp_path):
     for name in ("fig2_preprocessing.png", "viewer_preprocessing.png"):
         assert (tmp_path / "figures" / "tiny" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the committed notebook is untouched: no outputs were written into it
-    source = json.loads((repo / "notebooks" / "01_preprocessing.ipynb").read_text())
+    source = json.loads((repo / "notebooks" / "01_preprocessing.ipynb").read_text(encoding="utf-8"))
     assert all(not c.get("outputs") for c in source["cells"] if c["cell_type"] == "code")
-    assert json.loads((run / "reproduce.json").read_text())["01_preprocessing"]["status"] == "ok"
+    assert json.loads((run / "reproduce.json").read_text(encoding="utf-8"))["01_preprocessing"]["status"] == "ok"
 
 
 @pytest.mark.slow
 def test_a_failing_notebook_names_the_cell_and_the_error(repo, tmp_path):
     path = _params(tmp_path)
-    text = path.read_text().replace("  seed: 1\n", f"  seed: 1\n  internal_data: {tmp_path / 'nowhere'}\n")
-    path.write_text(text)
+    text = path.read_text(encoding="utf-8").replace("  seed: 1\n", f"  seed: 1\n  internal_data: {tmp_path / 'nowhere'}\n")
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(NotebookFailed) as info:
         reproduce(path, stop="01", root=repo, log=lambda _: None, stream_output=False)
     message = str(info.value)
@@ -59,7 +59,7 @@ def test_cli_reports_params_errors_before_running_anything(repo, tmp_path, capsy
     from adunet_lib.cli import main
 
     path = tmp_path / "bad.yaml"
-    path.write_text(f"common:\n  run_dir: {tmp_path / 'r'}\npreprocessing:\n  slice_size: big\n")
+    path.write_text(f"common:\n  run_dir: {tmp_path / 'r'}\npreprocessing:\n  slice_size: big\n", encoding="utf-8")
     assert main(["reproduce", str(path)]) == 2
     err = capsys.readouterr().err
     assert "key preprocessing.slice_size must be int" in err and "bad.yaml" in err

@@ -2,12 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from adunet_lib.data.image import read_image
 from adunet_lib.segmentation.export import export_sequences, export_variant, write_splits
-from adunet_lib.segmentation.variants import VARIANTS, channel_names
+from adunet_lib.segmentation.variants import channel_names
 
 
 def test_anomaly_maps_are_not_z_scored_but_sequences_are():
@@ -27,14 +26,14 @@ def test_exported_dataset_passes_nnunets_own_integrity_check(tiny_run):
     export_sequences(ctx, tables.cases, show_progress=False)
     folder = export_variant(ctx, "adunet_all", 599, tables.cases, "dense_ae")
     verify_dataset_integrity(str(folder), num_processes=1)  # raises on any problem
-    meta = json.loads((folder / "dataset.json").read_text())
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     internal = tables.cases[tables.cases["set"] == "internal"]
     assert meta["numTraining"] == len(internal) and len(meta["channel_names"]) == 6
     case = internal["case_id"].iloc[0]
     t2w = read_image(folder / "imagesTr" / f"{case}_0000.nii.gz")
     adc_map = read_image(folder / "imagesTr" / f"{case}_0004.nii.gz")
     assert adc_map.geometry.same_as(t2w.geometry, tol=1e-4)
-    splits = json.loads(write_splits(ctx, 599, "adunet_all", tables.cases).read_text())
+    splits = json.loads(write_splits(ctx, 599, "adunet_all", tables.cases).read_text(encoding="utf-8"))
     val0 = set(internal.loc[internal["split"] == "val", "case_id"])
     assert set(splits[0]["val"]) == val0 and not val0 & set(splits[0]["train"])
 

@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from adunet_lib.data import load_case, open_dataset
 from adunet_lib.data.synthetic import synthesize_case, SITES
@@ -56,7 +55,7 @@ def test_external_site_differs_from_internal(synth_internal, synth_external):
     assert external.t2w.spacing != internal.t2w.spacing
     ratio = np.median(external.t2w.array[external.gland.array > 0]) / np.median(internal.t2w.array[internal.gland.array > 0])
     assert ratio > 1.5  # different intensity scale
-    meta = json.loads((synth_external / "synth.json").read_text())
+    meta = json.loads((synth_external / "synth.json").read_text(encoding="utf-8"))
     assert meta["settings"]["config"]["b_value"] != SITES["internal"].b_value
 
 

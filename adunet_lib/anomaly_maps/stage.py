@@ -10,7 +10,6 @@ Files::
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Sequence
 

@@ -24,7 +24,6 @@ from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.data.case import SEQUENCES
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path
-from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.runner.context import RunContext
 
 #: How the paper names models and sequences in its tables and figures.

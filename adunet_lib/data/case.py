@@ -9,6 +9,7 @@ anything a pipeline must not silently accept.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,10 +104,25 @@ class LoadedCase:
         return None
 
 
+def _itk_reason(exc: RuntimeError) -> str:
+    """The readable part of a SimpleITK/ITK read error (its messages carry C++ source locations)."""
+    text = str(exc)
+    if "Unable to determine ImageIO reader" in text:
+        return "not a recognised image format: damaged or not really .mha / .nii.gz"
+    if "cannot be read" in text or "data not read completely" in text or "Failed to read" in text:
+        return "truncated or damaged file: the header promises more data than the file holds"
+    for line in text.splitlines():
+        if "ERROR:" in line:
+            return line.split("ERROR:", 1)[1].split("): ", 1)[-1].strip()[:160]
+    return text.strip().splitlines()[-1][:160] if text.strip() else "unreadable"
+
+
 def read_case_image(case_id: str, path: Path, what: str) -> Image:
     """Read one file of a case and turn every failure into a one-line :class:`CaseError`."""
     if not Path(path).exists():
         raise CaseError(case_id, path, f"{what} file does not exist")
+    if not os.access(path, os.R_OK):
+        raise CaseError(case_id, path, f"{what}: permission denied (cannot read the file)")
     try:
         image = read_dicom_series(path) if Path(path).is_dir() else read_image(path)
     except CaseError:
@@ -114,10 +130,7 @@ def read_case_image(case_id: str, path: Path, what: str) -> Image:
     except ValueError as exc:
         raise CaseError(case_id, path, f"{what}: {exc}") from None
     except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "unreadable")
-        # SimpleITK's messages start with a source location; keep the readable tail.
-        detail = first.split(": ", 2)[-1] if first.startswith("Exception thrown") else first
-        raise CaseError(case_id, path, f"{what}: corrupt or unreadable image ({detail[:160]})") from None
+        raise CaseError(case_id, path, f"{what}: corrupt or unreadable image ({_itk_reason(exc)})") from None
     array = image.array
     if array.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(array)))

@@ -85,7 +85,7 @@ def _read_marksheet(path: Path) -> dict[str, bool]:
     out: dict[str, bool] = {}
     if not path.is_file():
         return out
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         for row in csv.DictReader(fh):
             try:
                 case_id = f"{row['patient_id']}_{row['study_id']}"
@@ -172,7 +172,7 @@ def read_prostate158(root: str | Path, splits: tuple[str, ...] = ("train", "vali
     folders: list[Path] = []
     csvs = [root / f"{s}.csv" for s in splits if (root / f"{s}.csv").is_file()]
     for csv_path in csvs:
-        with csv_path.open(newline="") as fh:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
             for row in csv.DictReader(fh):
                 case_ref = row.get("ID") or row.get("id")
                 if case_ref is None:
@@ -225,7 +225,7 @@ def read_manifest(path: str | Path, site: str = "") -> Dataset:
     """
     path = Path(path)
     root = path.parent
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

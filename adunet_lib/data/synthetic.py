@@ -367,7 +367,7 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
     out = Path(out)
     settings = {"seed": seed, "cases": cases, "config": cfg.to_dict()}
     meta_path = out / "synth.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("settings") == json.loads(json.dumps(settings)):
+    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("settings") == json.loads(json.dumps(settings)):
         return out
     rows, facts = [], {}
     for i in progress(range(cases), desc=f"synth {site}", enabled=show_progress, unit="case"):
@@ -389,7 +389,7 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
     writer.writeheader()
     writer.writerows(rows)
     with atomic_path(out / MARKSHEET) as tmp:
-        tmp.write_text(buffer.getvalue())
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
     # written last: its presence marks a complete cohort
     write_json(meta_path, {"settings": settings, "cases": facts})
     return out

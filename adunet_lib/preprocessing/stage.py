@@ -11,7 +11,6 @@ Files written (the contract later notebooks read)::
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -16,7 +16,7 @@ PAPER = {"external test": {"baseline": 0.6049, "best": ("adU-Net(all bpMRI)", 0.
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _model_budgets(ctx: RunContext) -> list[str]:

@@ -121,11 +121,11 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
     timings: dict[str, float] = {}
     # what each notebook was given, for the run summary (merged: --from / --to runs keep the rest)
     params_path_json = run_dir / "params.json"
-    given = json.loads(params_path_json.read_text()) if params_path_json.is_file() else {}
+    given = json.loads(params_path_json.read_text(encoding="utf-8")) if params_path_json.is_file() else {}
     given.update({nb.name: values for nb, values in selected})
     write_json(params_path_json, given)
     record_path = run_dir / "reproduce.json"
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
     total = time.perf_counter()
     for i, (nb, values) in enumerate(selected, 1):
         output = out_dir / nb.path.name

@@ -26,7 +26,7 @@ TRAINED = "adunet_trained.json"
 
 def _mark(path: Path, **info) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info))
+    tmp.write_text(json.dumps(info), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -167,7 +167,7 @@ COMMANDS = {"plan": plan, "train": train, "predict": predict}
 
 
 def main(steps_file: str) -> None:
-    for step in json.loads(Path(steps_file).read_text()):
+    for step in json.loads(Path(steps_file).read_text(encoding="utf-8")):
         # nnU-Net reads these at call time; the planner also uses the augmentation-worker count as a
         # torch thread count, so it must be >= 1 there
         os.environ.update(step.get("env", {}))

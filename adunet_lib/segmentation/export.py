@@ -113,4 +113,4 @@ def write_splits(ctx: RunContext, dataset_id: int, variant: str, cases: pd.DataF
 
 
 def read_dataset_json(folder: Path) -> dict:
-    return json.loads((folder / "dataset.json").read_text())
+    return json.loads((folder / "dataset.json").read_text(encoding="utf-8"))

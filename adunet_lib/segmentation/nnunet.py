@@ -31,6 +31,7 @@ def nnunet_env(ctx: RunContext, num_processes: int = 2) -> dict[str, str]:
         "nnUNet_results": str(ctx.nnunet / "results"),
         "nnUNet_def_n_proc": str(num_processes),
         "PYTHONUNBUFFERED": "1",
+        "PYTHONIOENCODING": "utf-8",  # nnU-Net's log lines reach us through a pipe, whatever the locale
     })
     if ctx.device == "cpu":
         env["nnUNet_compile"] = "false"
@@ -72,7 +73,7 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
     tail: deque[str] = deque(maxlen=15)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "adunet_lib.segmentation._worker", arg_file],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                                 env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet),
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         assert proc.stdout is not None

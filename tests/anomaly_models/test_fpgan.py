@@ -8,13 +8,11 @@ rest-of-gland residual ratio 6.8 [4.9, 3.9, 4.5, 4.2].
 """
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from scipy import ndimage
 
 from adunet_lib.anomaly_models import create
-from adunet_lib.anomaly_models.data import SliceData
+from adunet_lib.anomaly_models.phantoms import phantom_slices
 from adunet_lib.anomaly_models.fpgan.model import HEALTHY, FixedPointGAN
 from adunet_lib.anomaly_models.fpgan.torch_model import Discriminator, Generator
 from adunet_lib.anomaly_models.training import TrainSettings, fit
@@ -29,32 +27,6 @@ IDENTITY_MAX = 0.05  # mean |x − G(x)| in the gland of healthy slices; the gla
 LESION_RATIO_MIN = 2.5  # lesion residual / rest-of-gland residual on lesion slices
 
 
-def phantom_slices(n: int, seed: int, size: int = SIZE) -> SliceData:
-    """Textured disc 'glands' (background 0, as in cropped mode); every other slice has a dark lesion blob."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    images = np.zeros((n, 1, size, size), np.float32)
-    glands = np.zeros_like(images)
-    lesions = np.zeros((n, 1, size, size), np.uint8)
-    labels = np.arange(n) % 2
-    for i in range(n):
-        cy, cx = size / 2 + rng.uniform(-0.05, 0.05, 2) * size
-        ry, rx = size * rng.uniform(0.3, 0.38, 2)
-        gland = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-        texture = ndimage.uniform_filter(rng.normal(size=(size, size)), 3)
-        img = rng.uniform(0.55, 0.65) + 0.08 * texture + 0.02 * rng.normal(size=(size, size))
-        if labels[i]:
-            r, angle, d = size * rng.uniform(0.08, 0.12), rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.45)
-            blob = ((yy - cy - d * ry * np.sin(angle)) ** 2 + (xx - cx - d * rx * np.cos(angle)) ** 2 < r * r) & gland
-            img = np.where(blob, 0.2 + 0.03 * texture, img)
-            lesions[i, 0] = blob
-        images[i, 0] = np.clip(img * gland, 0, 1)
-        glands[i, 0] = gland
-    index = pd.DataFrame({"set": "internal", "split": "train", "case_id": [f"p{i}" for i in range(n)],
-                          "slice": 0, "z": 0, "label": np.where(labels == 1, "lesion", "healthy")})
-    return SliceData(images, labels.astype(np.int64), glands, lesions, index)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(model, loss history, held-out phantoms, their residual maps) after a short fit."""
@@ -62,9 +34,9 @@ def trained(tmp_path_factory):
     # one thread: the same numbers on every machine, and no waiting for a descheduled thread on a busy one
     torch.set_num_threads(1)
     try:
-        model, history = fit("fpgan", phantom_slices(64, seed=0), tmp_path_factory.mktemp("fpgan"), SETTINGS,
+        model, history = fit("fpgan", phantom_slices(64, SIZE, seed=0), tmp_path_factory.mktemp("fpgan"), SETTINGS,
                              CONFIG, show_progress=False, log=lambda _: None)
-        test = phantom_slices(32, seed=1)
+        test = phantom_slices(32, SIZE, seed=1)
         x = torch.from_numpy(test.images)
         residual = (x - model.reconstruct(x)).abs().numpy()
     finally:
