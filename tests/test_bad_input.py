@@ -126,14 +126,14 @@ def dwi_4d(root):
 def truncated_mha(root):
     cid, path = seq_file(root, "t2w")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    return cid, path, "t2w: corrupt or unreadable image"
+    return cid, path, r"t2w: corrupt or unreadable image \(truncated or damaged file"
 
 
 def corrupt_nifti(root):
     cid, _ = first_case(root)
     path = root / ZONES / f"{cid}.nii.gz"
     path.write_bytes(b"\x1f\x8b this is not a gzip stream" * 10)
-    return cid, path, "zonal mask: corrupt or unreadable image"
+    return cid, path, r"zonal mask: corrupt or unreadable image \(not a recognised image format"
 
 
 def empty_gland_mask(root):

@@ -64,3 +64,15 @@ def test_cli_reports_params_errors_before_running_anything(repo, tmp_path, capsy
     err = capsys.readouterr().err
     assert "key preprocessing.slice_size must be int" in err and "bad.yaml" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_params_file_kept_outside_the_repository_finds_the_notebooks(repo, tmp_path, monkeypatch):
+    """Users keep their own params next to their data and call adunet from there."""
+    from adunet_lib.runner.reproduce import plan
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "mine.yaml"
+    path.write_text("common:\n  run_dir: runs/mine\nevaluation:\n  n_bootstrap: 10\n", encoding="utf-8")
+    run_dir, selected = plan(path, start="07")
+    assert [nb.name for nb, _ in selected] == ["07_evaluation"] and selected[0][0].path.parent == repo / "notebooks"
+    assert run_dir == repo / "runs" / "mine" and selected[0][1]["n_bootstrap"] == 10

@@ -52,10 +52,12 @@ def plan(params_path: str | Path, start: str | None = None, stop: str | None = N
     """Check the params against the notebooks and return (run folder, [(notebook, parameters)])."""
     params = load_params(params_path)
     if root is None:
-        # the params file's own project, else the one we are standing in
-        root = project_root(Path(params_path).resolve().parent)
-        if not (root / "notebooks").is_dir():
-            root = project_root()
+        # the params file's own project, else the one we are standing in, else the installed checkout
+        starts = (Path(params_path).resolve().parent, Path.cwd(), Path(__file__).resolve().parents[2])
+        root = next((r for r in map(project_root, starts) if (r / "notebooks").is_dir()), None)
+        if root is None:
+            raise AdunetError(f"{params_path}: no notebooks/ folder above it, here or in the adunet installation; "
+                              "run from the adunet repository")
     root = Path(root)
     notebooks = find_notebooks(root / "notebooks")
     numbers = [nb.number for nb in notebooks]
