@@ -15,7 +15,7 @@ import numpy as np
 
 from adunet_lib.anomaly_maps.maps import case_maps, write_case_maps
 from adunet_lib.data.case import SEQUENCES, Case, load_case
-from adunet_lib.data.image import Image, write_image
+from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import read_json, write_json
 from adunet_lib.preprocessing.geometry import resample_to
@@ -77,32 +77,30 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     map_files = write_case_maps(out_dir, case_id, maps)
     log(f"{case_id}: anomaly maps ({map_model}) written")
 
-    work = out_dir / f".{case_id}_nnunet"
-    shutil.rmtree(work, ignore_errors=True)
-    channels = [loaded.t2w if s == "t2w" else resample_to(loaded.images[s], loaded.t2w.geometry) for s in SEQUENCES]
-    channels += [maps[s] for s in VARIANTS[variant]]
-    files = []
-    for k, image in enumerate(channels):
-        files.append(str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
-                                     work / "input" / f"{case_id}_{k:04d}.nii.gz")))
     index = list(VARIANTS).index(variant)
     mdir = model_dir(ctx, settings["base_dataset_id"] + index, variant, settings["configuration"])
     if not mdir.is_dir():
         raise AdunetError(f"{mdir}: no trained nnU-Net for {variant} ({dataset_name(settings['base_dataset_id'] + index, variant)})")
-    nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"], "inputs": {case_id: files},
-                       "output_dir": str(work / "output"), "device": ctx.device, "mirroring": settings["mirroring"]}],
-                log, label=f"nnU-Net {variant}")
-    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, out_dir, case_id)
+    on_t2w = {s: loaded.t2w if s == "t2w" else resample_to(loaded.images[s], loaded.t2w.geometry) for s in SEQUENCES}
+    channels = [on_t2w[s] for s in SEQUENCES] + [maps[s] for s in VARIANTS[variant]]
+    work = out_dir / f".{case_id}_nnunet"  # nnU-Net's scratch space, gone whatever happens
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        files = [str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
+                                 work / "input" / f"{case_id}_{k:04d}.nii.gz")) for k, image in enumerate(channels)]
+        nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
+                           "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
+                           "mirroring": settings["mirroring"]}], log, label=f"nnU-Net {variant}")
+        det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, out_dir, case_id)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    from adunet_lib.data.image import read_image
-    from adunet_lib.report.viewer import static_montage
     from adunet_lib.report.figures import save_figure
+    from adunet_lib.report.viewer import static_montage
 
     detection = read_image(det).array
     box = pre.box.slices()
-    volumes = {s: (loaded.t2w if s == "t2w" else resample_to(loaded.images[s], loaded.t2w.geometry)).array[box]
-               for s in SEQUENCES}
+    volumes = {s: on_t2w[s].array[box] for s in SEQUENCES}
     overlays = {"gland": pre.gland_t2w, "anomaly": maps["adc"].array[box], "detection": detection[box]}
     save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), out_dir / f"{case_id}_overview.png")
     candidates = int(len(np.unique(detection[detection > 0])))

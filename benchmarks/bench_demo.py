@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from adunet_lib.runner.params import relocated
 from adunet_lib.runner.reproduce import reproduce
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,13 +27,7 @@ def main() -> None:
     parser.add_argument("--keep", help="folder for the run and its figures (default: a temporary one)")
     args = parser.parse_args()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="adunet-bench-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    name = Path(args.params).stem
-    text = Path(args.params).read_text(encoding="utf-8")
-    text = text.replace(f"run_dir: runs/{name}", f"run_dir: {folder / 'runs' / name}")
-    text = text.replace(f"figure_dir: figures/{name}", f"figure_dir: {folder / 'figures' / name}")
-    params = folder / f"{name}.yaml"
-    params.write_text(text, encoding="utf-8")
+    params = relocated(args.params, folder)
     print(f"{os.cpu_count()} CPU(s); run folder {folder}")
     t0 = time.perf_counter()
     timings = reproduce(params, root=REPO, stream_output=False)

@@ -92,12 +92,9 @@ def tiny_run(tmp_path_factory):
 
 def smoke_params(folder: Path, name: str = "smoke") -> Path:
     """params/smoke.yaml with its run and figure folders moved into ``folder``."""
-    text = (REPO / "params" / "smoke.yaml").read_text(encoding="utf-8")
-    text = text.replace("run_dir: runs/smoke", f"run_dir: {folder / 'runs' / name}")
-    text = text.replace("figure_dir: figures/smoke", f"figure_dir: {folder / 'figures' / name}")
-    path = folder / f"{name}.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    from adunet_lib.runner.params import relocated
+
+    return relocated(REPO / "params" / f"{name}.yaml", folder)
 
 
 @pytest.fixture(scope="session")

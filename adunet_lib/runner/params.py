@@ -172,3 +172,17 @@ def validate(params: Params, notebooks: list[Notebook]) -> dict[str, dict[str, A
                                       f"got {type(value).__name__} {value!r}")
         result[nb.name] = params.for_notebook(nb)
     return result
+
+
+def relocated(params_path: str | Path, folder: str | Path) -> Path:
+    """A copy of a params file whose run and figure folders live in ``folder`` (``runs/<name>``,
+    ``figures/<name>``), written as ``folder/<name>.yaml``: the same job, without touching the
+    repository's own ``runs/`` and ``figures/`` (benchmarks, tests, a second try next to the first)."""
+    params_path, folder = Path(params_path), Path(folder)
+    data = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
+    name = params_path.stem
+    data.setdefault(COMMON, {}).update(run_dir=str(folder / "runs" / name), figure_dir=str(folder / "figures" / name))
+    out = folder / f"{name}.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out

@@ -18,16 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+from adunet_lib.fileio import write_json
+
 #: Written (atomically) when a step has finished: nnU-Net writes its own files in place, so a file's
 #: presence alone does not prove it is complete after an interruption.
 PLANNED = "adunet_planned.json"
 TRAINED = "adunet_trained.json"
-
-
-def _mark(path: Path, **info) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _seed(seed: int) -> None:
@@ -72,8 +68,8 @@ def plan(args: dict) -> None:
                        tuple([n_proc] * len(args["configurations"])), verbose=False, show_progress_bar=False)
     from nnunetv2.paths import nnUNet_preprocessed
 
-    _mark(Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / PLANNED,
-          configurations=args["configurations"], target_spacing=spacing)
+    write_json(Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / PLANNED,
+               {"configurations": args["configurations"], "target_spacing": spacing})
 
 
 def train(args: dict) -> None:
@@ -132,7 +128,7 @@ def train(args: dict) -> None:
             latest.unlink()
     reseed_each_epoch(trainer)
     trainer.run_training()
-    _mark(out / TRAINED, epochs=trainer.num_epochs, iterations_per_epoch=trainer.num_iterations_per_epoch)
+    write_json(out / TRAINED, {"epochs": trainer.num_epochs, "iterations_per_epoch": trainer.num_iterations_per_epoch})
 
 
 def predict(args: dict) -> None:
