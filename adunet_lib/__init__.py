@@ -10,13 +10,16 @@ The library behind the notebook series in ``notebooks/``. One sub-package per pi
 - :mod:`adunet_lib.evaluation` — PI-CAI metrics, bootstrap CIs, paired tests
 - :mod:`adunet_lib.report` — tables, figures, interactive viewers
 - :mod:`adunet_lib.runner` — params files and the papermill runner behind ``adunet reproduce``
+- :mod:`adunet_lib.run_folder` — every path and record of a run folder ``runs/<name>/``
+- :mod:`adunet_lib.vocabulary` — sequences, sets, splits, labels, nnU-Net variants
+- :mod:`adunet_lib.cache` — the one cache-key scheme (fingerprints of settings + inputs)
 
 Heavy dependencies (torch, nnunetv2) are imported inside the functions that need them.
 """
 
 from adunet_lib.errors import AdunetError, CaseError, ParamsError
+from adunet_lib.vocabulary import SEQUENCES
 
 __version__ = "0.1.0"
-SEQUENCES: tuple[str, str, str] = ("t2w", "adc", "hbv")
 
 __all__ = ["AdunetError", "CaseError", "ParamsError", "SEQUENCES", "__version__"]

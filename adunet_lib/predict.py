@@ -13,19 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from adunet_lib.anomaly_maps.maps import case_maps, write_case_maps
-from adunet_lib.data.case import SEQUENCES, Case, load_case
+from adunet_lib.anomaly_maps.maps import case_maps
+from adunet_lib.anomaly_models.inference import pseudo_healthy
+from adunet_lib.data.case import Case, load_case
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import read_json, write_json
-from adunet_lib.preprocessing.geometry import resample_to
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
-from adunet_lib.segmentation.export import dataset_name
-from adunet_lib.segmentation.stage import model_dir
-from adunet_lib.segmentation.variants import VARIANTS
+from adunet_lib.vocabulary import CROPPED, SEQUENCES, variant as variant_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,48 +48,47 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
         variant: which nnU-Net model (``baseline``, ``adunet_t2w`` … ``adunet_all``).
     """
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
-    settings = read_json(run_dir / "nnunet" / "settings.json") if (run_dir / "nnunet" / "settings.json").is_file() else None
-    pre_config = run_dir / "preprocessed" / "config.json"
-    if settings is None or not pre_config.is_file():
+    ctx = RunContext(run_dir, out_dir, device=device or "cpu")
+    if not ctx.segmentation_record.is_file() or not ctx.preprocessing_record.is_file():
         raise AdunetError(f"{run_dir}: not a finished run (run notebooks 01–06 first)")
+    settings = read_json(ctx.segmentation_record)
     if variant not in settings["variants"]:
         raise AdunetError(f"variant {variant!r} was not trained in {run_dir} (have {', '.join(settings['variants'])})")
+    spec = variant_spec(variant)
     inputs = [Path(p).resolve() for p in [*images.values(), gland, zones] if p]
     case_id = case_id or Path(images["t2w"]).name.split(".")[0].removesuffix("_t2w")
     if any(p.parent == out_dir for p in inputs):
         raise AdunetError(f"output folder {out_dir} holds the inputs; choose another so nothing is overwritten")
-    ctx = RunContext(run_dir, out_dir, device=device or "cpu")
 
     case = Case(case_id=case_id, images={k: Path(v) for k, v in images.items()}, gland=Path(gland) if gland else None,
                 zones=Path(zones) if zones else None, expected={k: Path(v) for k, v in images.items()})
     loaded = load_case(case, require_masks=True)
     config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in read_json(pre_config)["preprocess"].items()})
-    pre = preprocess_case(loaded, config, modes=("cropped",))
-
-    from adunet_lib.anomaly_maps.stage import pseudo_healthy
+                                 for k, v in read_json(ctx.preprocessing_record)["preprocess"].items()})
+    pre = preprocess_case(loaded, config, modes=(CROPPED,))
 
     map_model = settings["map_model"]
-    kernel = read_json(run_dir / "maps" / map_model / "stamp.json")["kernel_size"]
+    kernel = read_json(ctx.map_record(map_model))["kernel_size"]
     maps = case_maps(pre, pseudo_healthy(ctx, map_model, pre), kernel)
-    map_files = write_case_maps(out_dir, case_id, maps)
+    map_files = [write_image(image, out_dir / f"{case_id}_{seq}_anomaly.mha") for seq, image in maps.items()]
     log(f"{case_id}: anomaly maps ({map_model}) written")
 
-    index = list(VARIANTS).index(variant)
-    mdir = model_dir(ctx, settings["base_dataset_id"] + index, variant, settings["configuration"])
+    _, dataset_name = ctx.nnunet_dataset(variant, settings["base_dataset_id"])
+    mdir = ctx.nnunet_model_dir(dataset_name, settings["configuration"])
     if not mdir.is_dir():
-        raise AdunetError(f"{mdir}: no trained nnU-Net for {variant} ({dataset_name(settings['base_dataset_id'] + index, variant)})")
-    on_t2w = {s: loaded.t2w if s == "t2w" else resample_to(loaded.images[s], loaded.t2w.geometry) for s in SEQUENCES}
-    channels = [on_t2w[s] for s in SEQUENCES] + [maps[s] for s in VARIANTS[variant]]
+        raise AdunetError(f"{mdir}: no trained nnU-Net for {variant} ({dataset_name})")
+    on_t2w = {s: loaded.on_t2w(s) for s in SEQUENCES}
+    channels = [on_t2w[s] if kind == "sequence" else maps[s] for kind, s in spec.channels()]
     work = out_dir / f".{case_id}_nnunet"  # nnU-Net's scratch space, gone whatever happens
     shutil.rmtree(work, ignore_errors=True)
     try:
         files = [str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
-                                 work / "input" / f"{case_id}_{k:04d}.nii.gz")) for k, image in enumerate(channels)]
+                                 work / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}")) for k, image in enumerate(channels)]
         nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
                            "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
                            "mirroring": settings["mirroring"]}], log, label=f"nnU-Net {variant}")
-        det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, out_dir, case_id)
+        det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry,
+                              out_dir / f"{case_id}_detection_map.mha")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -101,7 +98,7 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     detection = read_image(det).array
     box = pre.box.slices()
     volumes = {s: on_t2w[s].array[box] for s in SEQUENCES}
-    overlays = {"gland": pre.gland_t2w, "anomaly": maps["adc"].array[box], "detection": detection[box]}
+    overlays = {"gland": pre.gland_in_box, "anomaly": maps["adc"].array[box], "detection": detection[box]}
     save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), out_dir / f"{case_id}_overview.png")
     candidates = int(len(np.unique(detection[detection > 0])))
     result = Prediction(case_id, det, float(detection.max()), candidates, map_files)

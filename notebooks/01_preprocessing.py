@@ -22,6 +22,10 @@
 #
 # With `internal_data: synthetic` this notebook first writes a phantom cohort in the PI-CAI layout
 # (`adunet synth`), which then goes through exactly the same reader as real data.
+#
+# Everything later notebooks need goes into the run folder here — every case's sequences and masks
+# on its T2W grid (`cases/`), the model slices (`preprocessed/`), the case and slice tables and the
+# folds (`splits.json`) — so the run survives moving or unmounting the source data.
 
 # %% tags=["parameters"]
 # --- common: every notebook declares these ---
@@ -42,11 +46,11 @@ on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists 
 show_cases: int = 3  # cases drawn in the preprocessing figure
 
 # %%
-from adunet_lib.preprocessing.pipeline import PreprocessConfig
 from adunet_lib.preprocessing import stage
+from adunet_lib.preprocessing.pipeline import PreprocessConfig
 from adunet_lib.report.figures import preprocessing_figure, save_figure
 from adunet_lib.report.viewer import case_viewer
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive,
                         inputs=(internal_data, external_data))
@@ -88,8 +92,5 @@ save_figure(preprocessing_figure(rows), ctx.figure("fig2_preprocessing.png"))
 # In JupyterLab: a slice slider, a sequence selector and overlays. Headless: a static montage.
 
 # %%
-first = tables.cases.sort_values("lesion_slices", ascending=False).iloc[0]
-pre = stage.load_case(ctx, first["set"], first["case_id"])
-volumes = {seq: pre.images["cropped"][i] for i, seq in enumerate(("t2w", "adc", "hbv"))}
-case_viewer(volumes, {"gland": pre.gland["cropped"], "lesion": pre.lesion["cropped"]}, interactive=interactive,
-            title=pre.case_id, save_to=ctx.figure("viewer_preprocessing.png"))
+case_id, volumes, overlays = stage.viewer_volumes(ctx, tables.cases)
+case_viewer(volumes, overlays, interactive=interactive, title=case_id, save_to=ctx.figure("viewer_preprocessing.png"))

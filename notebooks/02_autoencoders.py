@@ -32,51 +32,40 @@ seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-models: list = ["dense_ae", "spatial_ae"]  # registered model names
+models: dict = {"dense_ae": {}, "spatial_ae": {}}  # registered model → its hyperparameters ({} = AEConfig: SGD, lr 0.1, StepLR 30 epochs)
 channels: str = "all"  # "per_sequence": one model per T2W/ADC/hbv (paper); "all": one 3-channel model
 modes: list = ["cropped", "full"]  # gland-cropped slices (final setup) and/or full slices (Table I, block 1)
 iterations: int = 80  # training steps per model
 batch_size: int = 16  # slices per step
 checkpoint_every: int = 50  # steps between resume points
-optimizer: str = "sgd"  # paper: lr 0.1; Adam at 0.1 collapses (see AEConfig), SGD + momentum trains
-lr: float = 0.1  # initial learning rate
-lr_step_epochs: int = 30  # StepLR step size in epochs (paper: 30)
-model_config: dict = {}  # any other AEConfig field, e.g. {"filters": [32, 64, 128, 128]}
 
 # %%
-import pandas as pd
-
 from adunet_lib.anomaly_models import stage
-from adunet_lib.preprocessing.stage import load_tables
 from adunet_lib.report.figures import save_figure
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
-cases, slices = load_tables(ctx)
+cases, slices = ctx.tables()
 settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
-config = {"optimizer": optimizer, "lr": lr, "lr_step_epochs": lr_step_epochs, **model_config}
 settings
 
 # %% [markdown]
 # ## Train
+# Every model named in `models`, each with its own hyperparameters, on the same budget.
 
 # %%
-trained = [stage.train_models(ctx, name, slices, channels, modes, settings, config) for name in models]
+trained = stage.train_models(ctx, models, slices, channels, modes, settings)
 for name in models:
     save_figure(stage.loss_figure(ctx, name), ctx.figure(f"losses_{name}.png"))
-pd.concat(trained)
+trained
 
 # %% [markdown]
 # ## Reconstruction quality on the validation split
 # SSIM and PSNR (data range 1) on healthy validation slices; inside the gland for cropped images.
 
 # %%
-metrics = {name: pd.concat([stage.evaluate_models(ctx, [name], slices, mode, "val", "internal") for mode in modes])
-           for name in models}
-for name, frame in metrics.items():
-    stage.save_metrics(ctx, name, frame)
-pd.concat(metrics.values())
+stage.measure_models(ctx, list(models), slices, modes)
 
 # %%
-fig = stage.figure3(ctx, models, stage.figure3_slices(ctx, slices))
+fig = stage.figure3(ctx, list(models), stage.figure3_slices(ctx, slices))
 save_figure(fig, ctx.figure("reconstructions_autoencoders.png"))

@@ -34,37 +34,35 @@ modes: list = ["cropped"]  # gland-cropped and/or full slices
 iterations: int = 120  # DDPM training steps (paper: 400k)
 batch_size: int = 16  # balanced slices per step: the DDPM learns from the healthy half (paper: 10)
 checkpoint_every: int = 40  # steps between resume points
-model_config: dict = {"channels": [16, 32, 64, 64], "attention_resolutions": [], "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "classifier_channels": [16, 32, 64, 64], "classifier_attention_resolutions": [], "classifier_num_res_blocks": 1, "lr": 0.001, "classifier_lr": 0.001, "classifier_max_t": 500, "ddim_steps": 5}  # DDPMConfig fields: channels, noise_level (L), guidance_scale (s), ddim_steps, …
+models: dict = {"ddpm": {"channels": [16, 32, 64, 64], "attention_resolutions": [], "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "classifier_channels": [16, 32, 64, 64], "classifier_attention_resolutions": [], "classifier_num_res_blocks": 1, "lr": 0.001, "classifier_lr": 0.001, "classifier_max_t": 500, "ddim_steps": 5}}  # registered model → hyperparameters (DDPMConfig: channels, noise_level L, guidance_scale s, ddim_steps, …)
 
 # %%
-import pandas as pd
-
 from adunet_lib.anomaly_models import stage
-from adunet_lib.preprocessing.stage import load_tables
 from adunet_lib.report.figures import save_figure
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
-cases, slices = load_tables(ctx)
+cases, slices = ctx.tables()
 settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
 settings
 
 # %% [markdown]
-# ## Train the DDPM and its classifier
+# ## Train
+# Every model named in `models`, each with its own hyperparameters, on the same budget.
 
 # %%
-trained = stage.train_models(ctx, "ddpm", slices, channels, modes, settings, model_config)
-save_figure(stage.loss_figure(ctx, "ddpm"), ctx.figure("losses_ddpm.png"))
+trained = stage.train_models(ctx, models, slices, channels, modes, settings)
+for name in models:
+    save_figure(stage.loss_figure(ctx, name), ctx.figure(f"losses_{name}.png"))
 trained
 
 # %% [markdown]
 # ## Reconstruction quality on the validation split
+# SSIM and PSNR (data range 1) on healthy validation slices; inside the gland for cropped images.
 
 # %%
-metrics = pd.concat([stage.evaluate_models(ctx, ["ddpm"], slices, mode, "val", "internal") for mode in modes])
-stage.save_metrics(ctx, "ddpm", metrics)
-metrics
+stage.measure_models(ctx, list(models), slices, modes)
 
 # %%
-fig = stage.figure3(ctx, ["ddpm"], stage.figure3_slices(ctx, slices))
+fig = stage.figure3(ctx, list(models), stage.figure3_slices(ctx, slices))
 save_figure(fig, ctx.figure("reconstructions_ddpm.png"))

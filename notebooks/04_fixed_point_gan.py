@@ -38,48 +38,52 @@ modes: list = ["cropped", "full"]  # gland-cropped and/or full slices
 iterations: int = 250  # paper: 200k, learning-rate decay from the midpoint
 batch_size: int = 8  # paper: 16
 checkpoint_every: int = 100  # steps between resume points
-model_config: dict = {"conv_dim": 16, "n_res_blocks": 2, "d_layers": 4, "g_lr": 0.001, "d_lr": 0.001, "n_critic": 2, "decay_from": 0.8}  # FPGANConfig fields: conv_dim (64), n_res_blocks (6), d_layers (6), n_critic (5), …
+models: dict = {"fpgan": {"conv_dim": 16, "n_res_blocks": 2, "d_layers": 4, "g_lr": 0.001, "d_lr": 0.001, "n_critic": 2, "decay_from": 0.8}}  # registered model → hyperparameters (FPGANConfig: conv_dim 64, n_res_blocks 6, d_layers 6, n_critic 5, …)
 figure_slices: int = 3  # validation slices in Fig. 3
 
 # %%
-import pandas as pd
-
 from adunet_lib.anomaly_models import stage
-from adunet_lib.preprocessing.stage import load_tables
 from adunet_lib.report.figures import save_figure, save_table
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
-cases, slices = load_tables(ctx)
+cases, slices = ctx.tables()
 settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
 settings
 
 # %% [markdown]
 # ## Train
+# Every model named in `models`, each with its own hyperparameters, on the same budget.
 
 # %%
-trained = stage.train_models(ctx, "fpgan", slices, channels, modes, settings, model_config)
-save_figure(stage.loss_figure(ctx, "fpgan"), ctx.figure("losses_fpgan.png"))
+trained = stage.train_models(ctx, models, slices, channels, modes, settings)
+for name in models:
+    save_figure(stage.loss_figure(ctx, name), ctx.figure(f"losses_{name}.png"))
 trained
 
 # %% [markdown]
-# ## Reconstruction quality, and the held-out test of the best model
+# ## Reconstruction quality on the validation split
+# SSIM and PSNR (data range 1) on healthy validation slices; inside the gland for cropped images.
 
 # %%
-metrics = pd.concat([stage.evaluate_models(ctx, ["fpgan"], slices, mode, "val", "internal") for mode in modes])
-stage.save_metrics(ctx, "fpgan", metrics)
-models = stage.trained_models(ctx, "cropped")
-best = stage.best_model(ctx, models)
-test = stage.evaluate_models(ctx, [best], slices, "cropped", "test", "external")
-stage.save_metrics(ctx, best, pd.concat([pd.read_csv(ctx.models / best / "metrics.csv"), test]).drop_duplicates(
-    ["model", "mode", "set", "split", "sequence"], keep="last"))
+stage.measure_models(ctx, list(models), slices, modes)
+
+# %% [markdown]
+# ## The held-out test of the best model
+# Table I's last block: the model with the best mean SSIM on cropped validation images (the paper
+# picked FP-GAN this way), measured on the external test set.
+
+# %%
+best = stage.best_model(ctx)
 print("best model on cropped validation images:", best)
+stage.measure_on_test(ctx, best, slices)
 
 # %% [markdown]
 # ## Table I
+# Every model trained in this run (notebooks 02–04), in the registry's order.
 
 # %%
-table = stage.table1(ctx, models)
+table = stage.table1(ctx)
 save_table(table, ctx.figure("table1.csv"), ctx.figure("table1.md"), floatfmt=".4f",
            title="Table I — reconstruction quality (SSIM, PSNR in dB; data range 1)",
            note=stage.TABLE1_NOTE)
@@ -89,5 +93,5 @@ table
 # ## Fig. 3 — the same slices, every model
 
 # %%
-fig = stage.figure3(ctx, models, stage.figure3_slices(ctx, slices, figure_slices))
+fig = stage.figure3(ctx, None, stage.figure3_slices(ctx, slices, figure_slices))
 save_figure(fig, ctx.figure("fig3_reconstructions.png"))

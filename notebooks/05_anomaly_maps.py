@@ -32,23 +32,21 @@ seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-models: list = ["dense_ae", "spatial_ae", "ddpm", "fpgan"]  # models to make maps with; [] = every model trained in notebooks 02–04
+models: list = []  # models to make maps with; [] = every model trained in this run (notebooks 02–04)
 blur_kernel: int = 4  # Φ's kernel size in model-slice pixels (paper: 8 at 128² slices)
 fig4_models: list = ["fpgan", "ddpm"]  # reconstructions shown in Fig. 4 (the paper: FP-GAN and diffusion)
 fig4_patients: int = 4  # patients in Fig. 4
 
 # %%
-
 from adunet_lib.anomaly_maps import stage
-from adunet_lib.anomaly_models.stage import trained_models
-from adunet_lib.preprocessing.stage import load_tables
+from adunet_lib.anomaly_maps.maps import case_overlays
 from adunet_lib.report.figures import save_figure, save_table
 from adunet_lib.report.viewer import case_viewer
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
-cases, slices = load_tables(ctx)
-models = models or trained_models(ctx, "cropped")
+cases, slices = ctx.tables()
+models = models or ctx.trained_models()
 print("maps from:", models)
 
 # %% [markdown]
@@ -79,7 +77,7 @@ save_figure(stage.figure4(ctx, cases, slices, shown, blur_kernel, fig4_patients)
 # ## Browse a case with its anomaly map (ADC map shown)
 
 # %%
-case = cases[cases["split"].isin(["val", "test"])].sort_values("lesion_slices", ascending=False).iloc[0]
-volumes, overlays = stage.case_overlays(ctx, shown[0], case["set"], case["case_id"])
+case = stage.viewer_case(cases)
+volumes, overlays = case_overlays(ctx, shown[0], case["set"], case["case_id"])
 case_viewer(volumes, overlays, interactive=interactive, title=f"{case['case_id']} ({shown[0]})",
             save_to=ctx.figure("viewer_anomaly_maps.png"))

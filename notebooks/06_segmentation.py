@@ -18,11 +18,11 @@
 # models are compared, each a real **nnU-Net v2** run (its own planning, preprocessing, training and
 # inference): the baseline on T2W, ADC and hbv, and adU-Net with the T2W, ADC, DWI (hbv) or all
 # three maps. Maps get nnU-Net's `noNorm` channel name: they are already on a scale shared by all
-# cases, which per-image z-scoring would destroy (see `adunet_lib/segmentation/variants.py`).
+# cases, which per-image z-scoring would destroy (see `adunet_lib/vocabulary.py`).
 #
 # nnU-Net's environment variables point into this run's `nnunet/` folder, for these calls only.
-# Cross-validation folds are notebook 01's (fold 0 = the validation split), saved as
-# `splits_final.json`. Softmax outputs become PI-CAI detection maps on each case's T2W grid.
+# Cross-validation folds are notebook 01's (fold 0 = the validation split): the run's `splits.json`
+# becomes each dataset's `splits_final.json`. Softmax outputs become PI-CAI detection maps on each case's T2W grid.
 
 # %% tags=["parameters"]
 # --- common: every notebook declares these ---
@@ -48,16 +48,15 @@ base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
 
 # %%
-from adunet_lib.preprocessing.stage import load_tables
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import stage
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
-cases, slices = load_tables(ctx)
-settings = stage.SegmentationSettings(
-    configuration=configuration, target_spacing=tuple(target_spacing) or None, epochs=epochs or None,
-    iterations_per_epoch=iterations_per_epoch or None, val_iterations_per_epoch=val_iterations_per_epoch or None,
-    folds=tuple(folds), batch_size=batch_size or None, mirroring=mirroring, base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed)
+cases, slices = ctx.tables()
+settings = stage.SegmentationSettings.from_params(
+    configuration=configuration, target_spacing=target_spacing, epochs=epochs, iterations_per_epoch=iterations_per_epoch,
+    val_iterations_per_epoch=val_iterations_per_epoch, folds=folds, batch_size=batch_size, mirroring=mirroring,
+    base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed)
 settings
 
 # %% [markdown]
@@ -72,7 +71,4 @@ timings.round(1)
 # ## Detection maps written
 
 # %%
-import pandas as pd
-
-pd.DataFrame([{"variant": v, "set": s.name, "detection maps": len(list(s.glob("*_detection_map.mha")))}
-              for v in variants for s in sorted((ctx.predictions / v).iterdir())])
+stage.detection_counts(ctx)

@@ -19,6 +19,7 @@
 # adU-Net variant, on the internal validation set and the external test set. Beyond the paper:
 # 95 % bootstrap confidence intervals for every number and a paired test of each variant against
 # the baseline (the same resampled cases for both), ROC / precision–recall curves and forest plots.
+# The variants and the map model are the ones notebook 06 ran (its record in the run folder).
 
 # %% tags=["parameters"]
 # --- common: every notebook declares these ---
@@ -30,25 +31,24 @@ seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-variants: list = ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"]  # Table II rows
 n_bootstrap: int = 500  # bootstrap replicates for CIs and paired tests (paper.yaml: 2000)
-map_model: str = "fpgan"  # whose anomaly map the case viewer overlays
 params_name: str = ""  # shown in the summary; "" = the run folder's name
 
 # %%
-import pandas as pd
+from IPython.display import Markdown
 
-from adunet_lib.anomaly_maps.stage import case_overlays
+from adunet_lib.anomaly_models.stage import table1
 from adunet_lib.evaluation import stage
 from adunet_lib.fileio import write_text
-from adunet_lib.preprocessing.stage import load_case, load_tables
 from adunet_lib.report.figures import save_figure, save_table
 from adunet_lib.report.summary import write_summary
 from adunet_lib.report.viewer import case_viewer
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive)
-cases, slices = load_tables(ctx)
+cases, slices = ctx.tables()
+variants, map_model = stage.segmentation_run(ctx)
+print("variants:", variants, "— maps from:", map_model)
 
 # %% [markdown]
 # ## PI-CAI metrics per model and set
@@ -64,8 +64,6 @@ table[["set", "Model", "auroc", "ap", "score", "score_lo", "score_hi"]].round(4)
 # ## Table II
 
 # %%
-from IPython.display import Markdown
-
 Markdown(stage.table2_markdown(table, n_bootstrap))
 
 # %% [markdown]
@@ -83,22 +81,13 @@ differences.round(4)
 # ## Browse a test case: lesion, anomaly map and detection map
 
 # %%
-from adunet_lib.data.image import read_image
-from adunet_lib.segmentation.detection import detection_path
-
-split = "test" if "test" in results else "val"
-row = cases[cases["split"] == split].sort_values("lesion_slices", ascending=False).iloc[0]
-volumes, overlays = case_overlays(ctx, map_model, row["set"], row["case_id"])
-box = load_case(ctx, row["set"], row["case_id"]).box
-best = table[table["set"] == stage.SETS[split]].sort_values("score").iloc[-1]["model"]
-overlays["detection"] = read_image(detection_path(ctx.predictions / best / split, row["case_id"])).array[box.slices()]
-case_viewer(volumes, overlays, interactive=interactive, title=f"{row['case_id']} — {best}",
+case_id, best, volumes, overlays = stage.viewer_overlays(ctx, cases, table, map_model, results)
+case_viewer(volumes, overlays, interactive=interactive, title=f"{case_id} — {best}",
             save_to=ctx.figure("viewer_evaluation.png"))
 
 # %% [markdown]
 # ## Run summary
 
 # %%
-table1 = pd.read_csv(ctx.figure("table1.csv")) if ctx.figure("table1.csv").is_file() else None
-path = write_summary(ctx, params_name or ctx.run_dir.name, table, cases, table1)
+path = write_summary(ctx, params_name or ctx.run_dir.name, table, cases, table1(ctx))
 Markdown(path.read_text(encoding="utf-8"))

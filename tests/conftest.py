@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata" / "picai"
+
+# A fifth reconstruction model, registered the README's way from outside the package: every test of
+# the session (the contract tests, and the notebook kernels of the shared smoke series) sees it.
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+DUMMY_MODEL = "dummy_smoother"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))
+os.environ["ADUNET_MODEL_MODULES"] = "adunet_dummy_model"
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +86,7 @@ def tiny_run(tmp_path_factory):
     from adunet_lib.anomaly_models import stage as model_stage
     from adunet_lib.preprocessing import stage
     from adunet_lib.preprocessing.pipeline import PreprocessConfig
-    from adunet_lib.runner.context import RunContext
+    from adunet_lib.run_folder import RunContext
 
     root = tmp_path_factory.mktemp("tiny_run")
     ctx = RunContext.create(root / "run", root / "figures", seed=0)
@@ -84,8 +94,8 @@ def tiny_run(tmp_path_factory):
                                       {"internal": 6, "external": 3}, show_progress=False)
     tables = stage.preprocess_sets(ctx, datasets, PreprocessConfig(slice_size=32), n_folds=2, show_progress=False)
     settings = model_stage.settings_from(2, 4, 1, 0)
-    model_stage.train_models(ctx, "dense_ae", tables.slices, "all", ["cropped"], settings,
-                             {"filters": (8, 16), "latent_dim": 8}, show_progress=False)
+    model_stage.train_models(ctx, {"dense_ae": {"filters": (8, 16), "latent_dim": 8}}, tables.slices, "all",
+                             ["cropped"], settings, show_progress=False)
     generate_maps(ctx, ["dense_ae"], tables.cases, kernel_size=4, show_progress=False)
     return ctx, tables
 
@@ -97,12 +107,33 @@ def smoke_params(folder: Path, name: str = "smoke") -> Path:
     return relocated(REPO / "params" / f"{name}.yaml", folder)
 
 
+def series_params(folder: Path) -> Path:
+    """params/smoke.yaml, relocated into ``folder``, with the dummy fifth model named in notebook 02's
+    block — the only change a user makes to train, table, draw and map a new model."""
+    import yaml
+
+    path = smoke_params(folder)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["autoencoders"]["models"][DUMMY_MODEL] = {"width": 4}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def smoke_series(tmp_path_factory):
-    """The whole notebook series on params/smoke.yaml, uninterrupted, in a temporary folder."""
+    """The whole notebook series on params/smoke.yaml (+ the dummy model), shared by every test that
+    needs a finished run. After notebook 01 the source data folder is moved away: notebooks 02–07
+    must finish from the run folder alone."""
     from adunet_lib.runner.reproduce import reproduce
 
     folder = tmp_path_factory.mktemp("smoke_series")
-    params = smoke_params(folder)
-    timings = reproduce(params, root=REPO, log=lambda _: None, stream_output=False)
-    return folder / "runs" / "smoke", folder / "figures" / "smoke", timings
+    params = series_params(folder)
+    run = folder / "runs" / "smoke"
+    timings = reproduce(params, stop="01", root=REPO, log=lambda _: None, stream_output=False)
+    away = folder / "data_moved_away"
+    (run / "data").rename(away)
+    try:
+        timings |= reproduce(params, start="02", root=REPO, log=lambda _: None, stream_output=False)
+    finally:
+        away.rename(run / "data")
+    return run, folder / "figures" / "smoke", timings

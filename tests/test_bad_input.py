@@ -291,7 +291,7 @@ def test_params_with_an_unknown_key_or_a_wrong_type(tmp_path, capsys):
 
 
 def test_a_run_refuses_to_write_into_its_input_folder(cohort_copy):
-    from adunet_lib.runner.context import RunContext
+    from adunet_lib.run_folder import RunContext
 
     with pytest.raises(AdunetError, match="lies inside the input folder"):
         RunContext.create(cohort_copy / "runs" / "x", cohort_copy.parent / "figs", inputs=(str(cohort_copy),))

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, smoke_params
+from conftest import REPO, series_params
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import sys
@@ -62,7 +62,7 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(sig, tmp_path):
 @pytest.mark.slow
 def test_a_killed_reproduce_run_restarts_and_matches_the_uninterrupted_run(smoke_series, tmp_path):
     _, figures, timings = smoke_series
-    params = smoke_params(tmp_path)
+    params = series_params(tmp_path)
     cmd = [sys.executable, "-m", "adunet_lib.cli", "reproduce", str(params), "--quiet"]
     total = sum(timings.values())
     delay = random.Random(os.getpid()).uniform(0.15, 0.75) * total

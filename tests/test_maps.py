@@ -31,7 +31,7 @@ def synthetic_pre(synth_internal, tmp_path_factory):
 def _lesion_case(ds, out):
     for cid in ds.case_ids:
         pre = PreprocessedCase.load(out, cid)
-        if pre.lesion["cropped"].any():
+        if pre.stack("cropped").lesion.any():
             return pre
     raise AssertionError("no lesion case in the fixture cohort")
 
@@ -39,7 +39,7 @@ def _lesion_case(ds, out):
 def test_maps_live_on_the_t2w_grid_and_are_zero_outside_the_gland(synthetic_pre):
     ds, out = synthetic_pre
     pre = _lesion_case(ds, out)
-    fake = pre.images["cropped"] * 0.5  # a "reconstruction" that halves everything: residual everywhere
+    fake = pre.stack("cropped").images * 0.5  # a "reconstruction" that halves everything: residual everywhere
     maps = case_maps(pre, fake, kernel_size=4)
     raw = load_case(ds[pre.case_id])
     for seq, image in maps.items():
@@ -51,9 +51,9 @@ def test_maps_live_on_the_t2w_grid_and_are_zero_outside_the_gland(synthetic_pre)
 def test_a_lesion_in_slice_k_lights_up_slice_k_of_the_map(synthetic_pre):
     ds, out = synthetic_pre
     pre = _lesion_case(ds, out)
-    gland = pre.gland["cropped"]
+    gland = pre.stack("cropped").gland
     k = int(np.flatnonzero(gland.reshape(len(gland), -1).any(1))[1])
-    recon = pre.images["cropped"].copy()
+    recon = pre.stack("cropped").images.copy()
     recon[:, k] = np.clip(recon[:, k] + 0.5 * gland[k], 0, 1)  # G differs from x only in slice k
     adc_map = case_maps(pre, recon, kernel_size=4)["adc"].array
     lit = np.flatnonzero(adc_map.reshape(adc_map.shape[0], -1).max(1) > 0.05)
@@ -65,7 +65,7 @@ def test_maps_for_the_real_studies_match_their_t2w_geometry(realdata, tmp_path):
     preprocess_dataset(ds.cases[:2], tmp_path, PreprocessConfig(slice_size=32), show_progress=False)
     for cid in ds.case_ids[:2]:
         pre = PreprocessedCase.load(tmp_path, cid)
-        maps = case_maps(pre, np.zeros_like(pre.images["cropped"]), kernel_size=4)
+        maps = case_maps(pre, np.zeros_like(pre.stack("cropped").images), kernel_size=4)
         raw = load_case(ds[cid])
         # same size, spacing, origin and direction as the real T2W file (oblique, 0.5 × 0.5 × 3 mm)
         assert maps["t2w"].geometry == raw.t2w.geometry

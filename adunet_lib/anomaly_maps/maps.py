@@ -10,14 +10,13 @@ spacing as the T2W image — and masked to the gland there too.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from adunet_lib.data.case import SEQUENCES
-from adunet_lib.data.image import Image, write_image
+from adunet_lib.data.image import Image, read_image
 from adunet_lib.preprocessing.pipeline import PreprocessedCase
+from adunet_lib.run_folder import RunContext
+from adunet_lib.vocabulary import CROPPED, SEQUENCES
 
 
 def blur(residual: np.ndarray, kernel_size: int) -> np.ndarray:
@@ -35,7 +34,7 @@ def slice_maps(images: np.ndarray, reconstructions: np.ndarray, gland: np.ndarra
 
 
 def case_maps(pre: PreprocessedCase, reconstructions: np.ndarray, kernel_size: int,
-              mode: str = "cropped") -> dict[str, Image]:
+              mode: str = CROPPED) -> dict[str, Image]:
     """One map per sequence on the case's original T2W grid.
 
     Args:
@@ -44,17 +43,21 @@ def case_maps(pre: PreprocessedCase, reconstructions: np.ndarray, kernel_size: i
             without gland are ignored (their map is 0).
         kernel_size: Φ's kernel size in model-slice pixels.
     """
-    gland = pre.gland[mode]
-    has_gland = gland.reshape(gland.shape[0], -1).any(axis=1)
-    recon = np.where(has_gland[None, :, None, None], reconstructions, pre.images[mode])
-    stack = slice_maps(pre.images[mode], recon, gland, kernel_size)
+    st = pre.stack(mode)
+    has_gland = np.zeros(st.gland.shape[0], bool)
+    has_gland[st.gland_slices()] = True
+    recon = np.where(has_gland[None, :, None, None], reconstructions, st.images)
+    stack = slice_maps(st.images, recon, st.gland, kernel_size)
     return {seq: pre.to_t2w(stack[c], mode=mode, mask=True) for c, seq in enumerate(SEQUENCES)}
 
 
-def map_path(folder: str | Path, case_id: str, sequence: str) -> Path:
-    """``maps/<model>/<case>_<seq>_anomaly.mha`` (the run-folder contract)."""
-    return Path(folder) / f"{case_id}_{sequence}_anomaly.mha"
-
-
-def write_case_maps(folder: str | Path, case_id: str, maps: dict[str, Image]) -> list[Path]:
-    return [write_image(image, map_path(folder, case_id, seq)) for seq, image in maps.items()]
+def case_overlays(ctx: RunContext, model: str, set_name: str, case_id: str) -> tuple[dict, dict]:
+    """Volumes and overlays for the case viewer, on the T2W grid cropped to the gland box."""
+    pre = ctx.preprocessed_case(set_name, case_id)
+    box = pre.box.slices()
+    volumes = {seq: ctx.case_image(set_name, case_id, seq).array[box] for seq in SEQUENCES}
+    overlays = {"gland": pre.gland_in_box, "anomaly": read_image(ctx.map_file(model, case_id, "adc")).array[box]}
+    lesion = ctx.case_image(set_name, case_id, "lesion")
+    if lesion is not None:
+        overlays["lesion"] = lesion.array[box]
+    return volumes, overlays

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from adunet_lib.vocabulary import TEST, VAL
+
 ZONES = {"gland": None, "PZ": 1, "TZ": 2}
 
 
@@ -66,14 +68,14 @@ def quality_table(samples: Iterable[dict]) -> pd.DataFrame:
             entry["lesion"].append(s["lesion"][keep])
     rows = []
     thresholds = {}
-    for set_name in ("val", "test"):
+    for set_name in (VAL, TEST):
         for (model, seq, zone, sname), entry in pooled.items():
             if sname != set_name:
                 continue
             values, lesion = np.concatenate(entry["values"]), np.concatenate(entry["lesion"])
-            threshold = thresholds.get((model, seq, zone), np.nan) if set_name == "test" else None
+            threshold = thresholds.get((model, seq, zone), np.nan) if set_name == TEST else None
             q = voxel_quality(values, lesion, threshold)
-            if set_name == "val":
+            if set_name == VAL:
                 thresholds[(model, seq, zone)] = q.get("threshold")
             rows.append({"model": model, "sequence": seq, "zone": zone, "set": set_name, **q})
     return pd.DataFrame(rows)

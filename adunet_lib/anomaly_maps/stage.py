@@ -1,52 +1,34 @@
-"""Notebook 05's stage logic: maps for every case, map quality, Fig. 4.
+"""Notebook 05's stage logic: maps for every case and every model trained in the run, map quality, Fig. 4.
 
-Files::
-
-    runs/<name>/maps/<model>/<case>_<seq>_anomaly.mha   on the case's original T2W grid
-    runs/<name>/maps/<model>/stamp.json                  which checkpoints / kernel made them
-    figures/<name>/map_quality.csv, fig4_anomaly_maps.png
+Maps and their record (``maps/<model>/mapset.json``: kernel, fingerprint, checkpoints) live where
+the run folder says; a map set is redone when its model, its kernel or the cases change.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from adunet_lib.anomaly_maps.maps import case_maps, map_path, slice_maps, write_case_maps
+from adunet_lib.anomaly_maps.maps import case_maps, slice_maps
 from adunet_lib.anomaly_maps.quality import quality_table
-from adunet_lib.anomaly_models.stage import DISPLAY, SEQUENCE_DISPLAY, _models_for, reconstruct_stack
-from adunet_lib.data.case import SEQUENCES, load_case as load_raw
-from adunet_lib.data.image import read_image
-from adunet_lib.fileio import read_json, write_json
-from adunet_lib.preprocessing.stage import load_case
+from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, reconstruct_stack
+from adunet_lib.anomaly_models.registry import display_name
+from adunet_lib.cache import fingerprint, is_current, recorded, write_record
+from adunet_lib.data.image import read_image, write_image
 from adunet_lib.progress import progress
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
+from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, SEQUENCE_DISPLAY, SEQUENCES, TEST, VAL
 
 
-def _stamp(ctx: RunContext, model: str, kernel_size: int) -> str:
-    parts = [f"kernel={kernel_size}"]
-    for _, path in _models_for(ctx, model, "cropped"):
-        st = path.stat()
-        parts.append(f"{path.relative_to(ctx.run_dir)}:{st.st_size}:{st.st_mtime_ns}")
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-
-
-def pseudo_healthy(ctx: RunContext, model: str, pre, cache: dict | None = None) -> np.ndarray:
-    """G(x) for every gland slice of a preprocessed case, ``(3, n, S, S)`` (non-gland slices: the input)."""
-    images = pre.images["cropped"]
-    gland = pre.gland["cropped"]
-    keep = np.flatnonzero(gland.reshape(gland.shape[0], -1).any(axis=1))
-    out = images.copy()
-    if keep.size:
-        stack = images[:, keep].transpose(1, 0, 2, 3)
-        masks = gland[keep][:, None].astype(np.float32)
-        rec = reconstruct_stack(ctx, model, np.ascontiguousarray(stack), "cropped", masks, cache)
-        out[:, keep] = rec.transpose(1, 0, 2, 3)
-    return out
+def map_fingerprint(ctx: RunContext, model: str, kernel_size: int) -> str:
+    """What a map set is made from: the kernel, the model's checkpoints and the preprocessed cases."""
+    ckpts = [str(p.relative_to(ctx.run_dir)) for _, p in checkpoints(ctx, model, CROPPED)]
+    return fingerprint({"kernel_size": kernel_size, "mode": CROPPED, "checkpoints": ckpts},
+                       upstream=[recorded(ctx.preprocessing_record).get("fingerprint", "")],
+                       files=[ctx.run_dir / c for c in ckpts])
 
 
 def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, kernel_size: int,
@@ -54,45 +36,44 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
     """Write the three maps of every case for every model (resumable; redone when a model changed)."""
     rows = []
     for model in models:
-        folder = ctx.maps / model
-        stamp = _stamp(ctx, model, kernel_size)
-        stamp_file = folder / "stamp.json"
-        if folder.is_dir() and (not stamp_file.is_file() or read_json(stamp_file).get("stamp") != stamp):
-            shutil.rmtree(folder)  # made by another checkpoint or kernel: stale
-        write_json(stamp_file, {"stamp": stamp, "kernel_size": kernel_size, "model": model})
+        folder, record = ctx.map_dir(model), ctx.map_record(model)
+        key = map_fingerprint(ctx, model, kernel_size)
+        if folder.is_dir() and not is_current(record, key):
+            shutil.rmtree(folder)  # made by another checkpoint, kernel or cohort: stale
         cache: dict = {}
         for _, row in progress(list(cases.iterrows()), desc=f"maps {model}", unit="case", enabled=show_progress):
-            done = all(map_path(folder, row["case_id"], s).is_file() for s in SEQUENCES)
+            done = all(ctx.map_file(model, row["case_id"], s).is_file() for s in SEQUENCES)
             if not done:
-                pre = load_case(ctx, row["set"], row["case_id"])
-                maps = case_maps(pre, pseudo_healthy(ctx, model, pre, cache), kernel_size)
-                write_case_maps(folder, row["case_id"], maps)
+                pre = ctx.preprocessed_case(row["set"], row["case_id"])
+                for seq, image in case_maps(pre, pseudo_healthy(ctx, model, pre, cache), kernel_size).items():
+                    write_image(image, ctx.map_file(model, row["case_id"], seq))
             rows.append({"model": model, "set": row["set"], "case_id": row["case_id"], "reused": done})
+        write_record(record, key, model=model, display_name=display_name(model), kernel_size=kernel_size,
+                     checkpoints=[str(p.relative_to(ctx.run_dir)) for _, p in checkpoints(ctx, model)])
     return pd.DataFrame(rows)
 
 
 def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, show_progress: bool = True) -> pd.DataFrame:
     """Voxel AUROC / AUPRC / Dice per model, sequence and zone; validation picks the Dice threshold."""
-    labeled = cases[cases["labeled"].astype(bool) & cases["split"].isin(["val", "test"])]
+    labeled = cases[cases["labeled"].astype(bool) & cases["split"].isin([VAL, TEST])]
     truth = {}
     for _, row in progress(list(labeled.iterrows()), desc="lesion masks", unit="case", enabled=show_progress):
-        pre = load_case(ctx, row["set"], row["case_id"])
-        raw = load_raw(pre.source_case())
-        gland = np.zeros(pre.t2w_geometry.shape, bool)
-        gland[pre.box.slices()] = pre.gland_t2w > 0
-        zones = raw.zones.array if raw.zones is not None else gland.astype(np.uint8)
-        truth[row["case_id"]] = (row["split"], gland, raw.lesion.array[gland] > 0, zones[gland])
+        gland = ctx.preprocessed_case(row["set"], row["case_id"]).gland_on_t2w().array > 0
+        lesion = ctx.case_image(row["set"], row["case_id"], "lesion").array
+        zones = ctx.case_image(row["set"], row["case_id"], "zones")
+        zones = zones.array if zones is not None else gland.astype(np.uint8)
+        truth[row["case_id"]] = (row["split"], gland, lesion[gland] > 0, zones[gland])
 
     def samples():
         for model in models:
             for case_id, (split, gland, lesion, zones) in truth.items():
                 for seq in SEQUENCES:
-                    values = read_image(map_path(ctx.maps / model, case_id, seq)).array[gland]
+                    values = read_image(ctx.map_file(model, case_id, seq)).array[gland]
                     yield {"model": model, "sequence": seq, "set": split, "values": values, "lesion": lesion,
                            "zones": zones}
 
     table = quality_table(samples())
-    table["set"] = table["set"].map({"val": "validation", "test": "test"})
+    table["set"] = table["set"].map({VAL: EVALUATED_SPLITS[VAL], TEST: "test"})
     return table
 
 
@@ -103,43 +84,34 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
 
     from adunet_lib.report.figures import show_slice
 
-    candidates = slices[(slices["label"] == "lesion") & slices["split"].isin(["val", "test"])]
+    candidates = slices[(slices["label"] == LESION) & slices["split"].isin([VAL, TEST])]
     chosen = (candidates.sort_values("lesion_voxels", ascending=False).drop_duplicates("case_id").head(patients))
     n_cols = 2 + 2 * len(models)
     fig, axes = plt.subplots(3 * len(chosen), n_cols, figsize=(1.7 * n_cols, 1.7 * 3 * len(chosen)), squeeze=False)
     cache: dict = {}
     for p, (_, row) in enumerate(chosen.iterrows()):
-        pre = load_case(ctx, row["set"], row["case_id"])
+        st = ctx.preprocessed_case(row["set"], row["case_id"]).stack(CROPPED)
         k = int(row["slice"])
-        images = pre.images["cropped"][:, k:k + 1]
-        gland = pre.gland["cropped"][k:k + 1]
-        recs = {m: reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), "cropped",
+        images = st.images[:, k:k + 1]
+        gland = st.gland[k:k + 1]
+        recs = {m: reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), CROPPED,
                                      gland[:, None].astype(np.float32), cache).transpose(1, 0, 2, 3) for m in models}
         maps = {m: slice_maps(images, recs[m], gland, kernel_size) for m in models}
         vmax = max(float(maps[m].max()) for m in models) or 1.0
         for c, seq in enumerate(SEQUENCES):
             r = 3 * p + c
-            lesion = pre.lesion["cropped"][k]
+            lesion = st.lesion[k]
             show_slice(axes[r, 0], images[c, 0], f"{row['case_id']} {SEQUENCE_DISPLAY[seq]}", vmin=0, vmax=1)
             for j, m in enumerate(models):
-                show_slice(axes[r, 1 + j], recs[m][c, 0], DISPLAY[m], vmin=0, vmax=1)
-                show_slice(axes[r, 1 + len(models) + j], maps[m][c, 0], f"map {DISPLAY[m]}", cmap="inferno",
+                show_slice(axes[r, 1 + j], recs[m][c, 0], display_name(m), vmin=0, vmax=1)
+                show_slice(axes[r, 1 + len(models) + j], maps[m][c, 0], f"map {display_name(m)}", cmap="inferno",
                            vmin=0, vmax=vmax)
             show_slice(axes[r, n_cols - 1], lesion.astype(float), "lesion mask", vmin=0, vmax=1)
     fig.tight_layout()
     return fig
 
 
-def case_overlays(ctx: RunContext, model: str, set_name: str, case_id: str) -> tuple[dict, dict]:
-    """Volumes and overlays for the case viewer, on the T2W grid cropped to the gland box."""
-    from adunet_lib.preprocessing.geometry import resample_to
-
-    pre = load_case(ctx, set_name, case_id)
-    raw = load_raw(pre.source_case())
-    box = pre.box.slices()
-    volumes = {seq: (raw.images[seq] if seq == "t2w" else resample_to(raw.images[seq], raw.t2w.geometry)).array[box]
-               for seq in SEQUENCES}
-    overlays = {"gland": pre.gland_t2w, "anomaly": read_image(map_path(ctx.maps / model, case_id, "adc")).array[box]}
-    if raw.lesion is not None:
-        overlays["lesion"] = raw.lesion.array[box]
-    return volumes, overlays
+def viewer_case(cases: pd.DataFrame) -> pd.Series:
+    """The held-out case with the most lesion slices (the one the viewers show)."""
+    held_out = cases[cases["split"].isin([VAL, TEST])]
+    return (held_out if len(held_out) else cases).sort_values("lesion_slices", ascending=False).iloc[0]

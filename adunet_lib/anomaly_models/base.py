@@ -42,7 +42,8 @@ class ReconstructionModel(abc.ABC):
     :meth:`train_step` and :meth:`reconstruct`.
 
     Class attributes:
-        name: registry name (set by ``@register``).
+        name: registry name (set by ``@register``); params, folders and records use it.
+        display_name: how tables and figures name the model (defaults to ``name``).
         uses_labels: True when training needs lesion slices and slice labels (FP-GAN, the diffusion
             model's classifier); False when it learns from healthy slices only (autoencoders).
         flip_augmentation: random left-right flips of training batches (off where the published
@@ -51,6 +52,7 @@ class ReconstructionModel(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False
     flip_augmentation: ClassVar[bool] = True
     Config: ClassVar[type] = object

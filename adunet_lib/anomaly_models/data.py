@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from adunet_lib.anomaly_models.base import SliceBatch
-from adunet_lib.data.case import SEQUENCES
+from adunet_lib.cache import fingerprint
 from adunet_lib.errors import AdunetError
-from adunet_lib.preprocessing.pipeline import PreprocessedCase
+from adunet_lib.run_folder import RunContext
+from adunet_lib.vocabulary import CROPPED, HEALTHY, LABEL_CODES, LESION, SEQUENCES
 
 
 def channels_of(sequence: str) -> list[int]:
@@ -28,13 +28,15 @@ def channels_of(sequence: str) -> list[int]:
 @dataclasses.dataclass
 class SliceData:
     """2D slices in memory: images ``(N, C, S, S)``, labels ``(N,)`` (0 healthy, 1 lesion, -1 unknown),
-    gland masks ``(N, 1, S, S)``, and where each slice came from (``index``: set, case_id, slice, z)."""
+    gland masks ``(N, 1, S, S)``, and where each slice came from (``index``: set, case_id, slice, z).
+    ``key`` fingerprints where the slices came from (empty for slices made in memory)."""
 
     images: np.ndarray
     labels: np.ndarray
     masks: np.ndarray
     lesions: np.ndarray
     index: pd.DataFrame
+    key: str = ""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -42,7 +44,8 @@ class SliceData:
     def subset(self, keep: np.ndarray) -> SliceData:
         keep = np.asarray(keep)
         return SliceData(self.images[keep], self.labels[keep], self.masks[keep], self.lesions[keep],
-                         self.index.iloc[np.flatnonzero(keep) if keep.dtype == bool else keep].reset_index(drop=True))
+                         self.index.iloc[np.flatnonzero(keep) if keep.dtype == bool else keep].reset_index(drop=True),
+                         self.key)
 
     def batch(self, rows: np.ndarray | torch.Tensor) -> SliceBatch:
         rows = np.asarray(rows)
@@ -50,12 +53,12 @@ class SliceData:
                           torch.from_numpy(self.masks[rows]))
 
 
-def load_slices(preprocessed: str | Path, slices: pd.DataFrame, sequence: str = "all", mode: str = "cropped",
+def load_slices(ctx: RunContext, slices: pd.DataFrame, sequence: str = "all", mode: str = CROPPED,
                 splits: Sequence[str] | None = None, sets: Sequence[str] | None = None) -> SliceData:
-    """Gather the gland slices listed in ``slices`` (``preprocessed/slices.csv``) into memory.
+    """Gather the gland slices listed in ``slices`` (the run's ``slices.csv``) into memory.
 
     Args:
-        preprocessed: the run's ``preprocessed/`` folder.
+        ctx: the run.
         slices: the slice table (optionally pre-filtered).
         sequence: which channel(s): ``t2w``, ``adc``, ``hbv`` or ``all``.
         mode: ``cropped`` (gland box, masked) or ``full`` (whole field of view).
@@ -69,18 +72,21 @@ def load_slices(preprocessed: str | Path, slices: pd.DataFrame, sequence: str = 
     if table.empty:
         raise AdunetError(f"no slices for splits={splits} sets={sets}: run notebook 01 first or check the split names")
     channels = channels_of(sequence)
-    images, masks, lesions, labels = [], [], [], []
+    images, masks, lesions, labels, stamps, index = [], [], [], [], [], []
     for (set_name, case_id), rows in table.groupby(["set", "case_id"], sort=False):
-        pre = PreprocessedCase.load(Path(preprocessed) / set_name, case_id)
+        pre = ctx.preprocessed_case(set_name, case_id)
+        stamps.append(pre.stamp)
+        stack = pre.stack(mode)
         k = rows["slice"].to_numpy()
-        images.append(pre.images[mode][channels][:, k].transpose(1, 0, 2, 3))
-        masks.append(pre.gland[mode][k][:, None].astype(np.float32))
-        lesions.append(pre.lesion[mode][k][:, None].astype(np.uint8))
-        labels.append(rows["label"].map({"healthy": 0, "lesion": 1}).fillna(-1).to_numpy(np.int64))
-    index = pd.concat([rows[["set", "split", "case_id", "slice", "z", "label"]]
-                       for _, rows in table.groupby(["set", "case_id"], sort=False)], ignore_index=True)
+        images.append(stack.images[channels][:, k].transpose(1, 0, 2, 3))
+        masks.append(stack.gland[k][:, None].astype(np.float32))
+        lesions.append(stack.lesion[k][:, None].astype(np.uint8))
+        labels.append(rows["label"].map(LABEL_CODES).fillna(-1).to_numpy(np.int64))
+        index.append(rows[["set", "split", "case_id", "slice", "z", "label"]])
+    index = pd.concat(index, ignore_index=True)
+    key = fingerprint({"sequence": sequence, "mode": mode, "slices": index.values.tolist()}, upstream=stamps)
     return SliceData(np.ascontiguousarray(np.concatenate(images), dtype=np.float32), np.concatenate(labels),
-                     np.concatenate(masks), np.concatenate(lesions), index)
+                     np.concatenate(masks), np.concatenate(lesions), index, key)
 
 
 def training_slices(data: SliceData, uses_labels: bool, healthy_from: str = "negative_cases") -> SliceData:
@@ -94,12 +100,12 @@ def training_slices(data: SliceData, uses_labels: bool, healthy_from: str = "neg
     labelled = data.labels >= 0
     if uses_labels:
         keep = labelled
-        if not (data.labels[keep] == 1).any():
+        if not (data.labels[keep] == LABEL_CODES[LESION]).any():
             raise AdunetError("no lesion slices among the training cases: this model needs some")
     else:
-        keep = data.labels == 0
+        keep = data.labels == LABEL_CODES[HEALTHY]
         if healthy_from == "negative_cases":
-            positive_cases = set(data.index.loc[data.labels == 1, "case_id"])
+            positive_cases = set(data.index.loc[data.labels == LABEL_CODES[LESION], "case_id"])
             keep = keep & ~data.index["case_id"].isin(positive_cases).to_numpy()
         elif healthy_from != "healthy_slices":
             raise AdunetError(f"healthy_from must be 'negative_cases' or 'healthy_slices', not {healthy_from!r}")

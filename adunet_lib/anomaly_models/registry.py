@@ -1,13 +1,16 @@
 """The explicit model registry: a dict filled by a decorator.
 
 Adding a model takes one file (a :class:`~.base.ReconstructionModel` subclass decorated with
-``@register("my_model")``) and one line: its module in :data:`BUILTIN_MODULES`. The contract test
-(``tests/anomaly_models/test_contract.py``) then covers it without new tests.
+``@register("my_model")``) and one line: its module in :data:`BUILTIN_MODULES` — or, for a model
+kept outside this package, its module name in the environment variable ``ADUNET_MODEL_MODULES``
+(comma-separated). The contract test (``tests/anomaly_models/test_contract.py``) then covers it
+without new tests, and naming it in a params file trains, tables, draws and maps it.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from adunet_lib.anomaly_models.base import ReconstructionModel
@@ -22,13 +25,19 @@ BUILTIN_MODULES = (
 )
 
 
-def register(name: str):
-    """Class decorator: ``@register("fpgan")`` adds the class to :data:`MODELS` under ``name``."""
+#: Environment variable naming extra model modules (models kept outside this package).
+EXTRA_MODULES_VARIABLE = "ADUNET_MODEL_MODULES"
+
+
+def register(name: str, display_name: str | None = None):
+    """Class decorator: ``@register("fpgan", "FP GAN")`` adds the class to :data:`MODELS` under ``name``;
+    ``display_name`` is how tables and figures call it (default: the class's, else ``name``)."""
 
     def wrap(cls: type[ReconstructionModel]) -> type[ReconstructionModel]:
         if name in MODELS and MODELS[name] is not cls:
             raise ValueError(f"model name {name!r} is already registered by {MODELS[name].__qualname__}")
         cls.name = name
+        cls.display_name = display_name or cls.__dict__.get("display_name") or name
         MODELS[name] = cls
         return cls
 
@@ -36,14 +45,28 @@ def register(name: str):
 
 
 def _load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    extra = [m.strip() for m in os.environ.get(EXTRA_MODULES_VARIABLE, "").split(",") if m.strip()]
+    for module in (*BUILTIN_MODULES, *extra):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if module in BUILTIN_MODULES:
+                raise
+            from adunet_lib.errors import AdunetError
+
+            raise AdunetError(f"{EXTRA_MODULES_VARIABLE}: cannot import model module {module!r} ({exc})") from None
 
 
 def available() -> list[str]:
-    """Names of all registered models."""
+    """Names of all registered models, in registration order (the paper's models first)."""
     _load_builtins()
-    return sorted(MODELS)
+    return list(MODELS)
+
+
+def display_name(name: str) -> str:
+    """How tables and figures name model ``name`` (unknown names are shown as they are)."""
+    _load_builtins()
+    return MODELS[name].display_name if name in MODELS else name
 
 
 def get(name: str) -> type[ReconstructionModel]:

@@ -27,6 +27,7 @@ from adunet_lib.anomaly_models.base import ReconstructionModel
 from adunet_lib.anomaly_models.checkpoint import read_checkpoint, save_checkpoint
 from adunet_lib.anomaly_models.data import BatchSampler, SliceData, training_slices
 from adunet_lib.anomaly_models.registry import create, get
+from adunet_lib.cache import fingerprint
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path
 from adunet_lib.progress import progress
@@ -54,9 +55,13 @@ class TrainSettings:
     healthy_from: str = "negative_cases"
 
 
-def _same_settings(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    keys = sorted((set(saved) | set(wanted)) - {"seconds"})
-    return [f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]
+def _changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What differs between the recorded and the wanted training (for the "training again" message)."""
+    if saved.get("fingerprint") == wanted["fingerprint"]:
+        return []
+    keys = sorted((set(saved) | set(wanted)) - {"seconds", "fingerprint"})
+    return [f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)] or [
+        "inputs changed"]
 
 
 def fit(name: str, data: SliceData, out_dir: str | Path, settings: TrainSettings, model_config: dict | None = None,
@@ -81,7 +86,8 @@ def fit(name: str, data: SliceData, out_dir: str | Path, settings: TrainSettings
     train = training_slices(data, cls.uses_labels, settings.healthy_from)
     in_channels, image_size = int(train.images.shape[1]), int(train.images.shape[-1])
     resolved = {"model": dict(cls.resolve_config(model_config).__dict__), "training": dataclasses.asdict(settings),
-                "in_channels": in_channels, "image_size": image_size, "train_slices": len(train)}
+                "in_channels": in_channels, "image_size": image_size, "train_slices": len(train), "data": data.key}
+    resolved["fingerprint"] = fingerprint(resolved)
     final, latest, losses_path = out_dir / "model.pt", out_dir / "checkpoint.pt", out_dir / "losses.csv"
 
     torch.manual_seed(settings.seed)
@@ -96,7 +102,7 @@ def fit(name: str, data: SliceData, out_dir: str | Path, settings: TrainSettings
         if not path.is_file():
             continue
         payload = read_checkpoint(path)
-        changed = _same_settings(payload["training"], resolved)
+        changed = _changes(payload["training"], resolved)
         if changed:
             log(f"{out_dir}: settings changed ({'; '.join(changed[:3])}): training again from scratch")
             break

@@ -19,8 +19,7 @@ import SimpleITK as sitk
 
 from adunet_lib.data.image import Geometry, Image, read_image
 from adunet_lib.errors import CaseError
-
-SEQUENCES = ("t2w", "adc", "hbv")
+from adunet_lib.vocabulary import SEQUENCES
 #: Lesion labels in PI-CAI are ISUP-based grades 0..5; anything else is a corrupt label.
 MAX_LESION_VALUE = 5
 
@@ -94,6 +93,15 @@ class LoadedCase:
     @property
     def t2w(self) -> Image:
         return self.images["t2w"]
+
+    def on_t2w(self, sequence: str) -> Image:
+        """A sequence on the T2W grid (T2W as read; ADC and hbv resampled, linear): the one place
+        where a case's sequences are brought onto its T2W grid."""
+        if sequence == "t2w":
+            return self.t2w
+        from adunet_lib.preprocessing.geometry import resample_to
+
+        return resample_to(self.images[sequence], self.t2w.geometry, "linear")
 
     @property
     def cspca(self) -> bool | None:

@@ -1,8 +1,8 @@
-"""Notebook 07's stage logic: Table II, ROC/PR curves, forest plots, the run summary.
+"""Notebook 07's stage logic: Table II, ROC/PR curves, forest plots, the case viewer, the run summary.
 
-Reads ``runs/<name>/predictions/<variant>/<split>/<case>_detection_map.mha`` (notebook 06) and the
-lesion labels of the original data; writes ``figures/<name>/table2.{csv,md}``,
-``roc_pr_<set>.png``, ``forest_<set>.png`` and ``summary.md``.
+Reads the detection maps of notebook 06 and the lesion labels that notebook 01 copied into the
+run, both through the run folder; which variants and map model to evaluate is notebook 06's
+record, so the two notebooks cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,27 +12,34 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from adunet_lib.data.case import load_case as load_raw
 from adunet_lib.errors import AdunetError
 from adunet_lib.evaluation.picai import evaluate_maps
 from adunet_lib.evaluation.statistics import paired_bootstrap
-from adunet_lib.preprocessing.stage import load_case
+from adunet_lib.fileio import read_json
 from adunet_lib.progress import progress
-from adunet_lib.runner.context import RunContext
-from adunet_lib.segmentation.detection import detection_path
-from adunet_lib.segmentation.variants import DISPLAY
+from adunet_lib.run_folder import RunContext
+from adunet_lib.vocabulary import EVALUATED_SPLITS, TEST, VAL, VARIANTS
 
-SETS = {"val": "validation", "test": "external test"}
+SETS = EVALUATED_SPLITS
+
+
+def display(variant_name: str) -> str:
+    return VARIANTS[variant_name].display if variant_name in VARIANTS else variant_name
+
+
+def segmentation_run(ctx: RunContext) -> tuple[list[str], str]:
+    """(variants, map model) that notebook 06 ran, from its record."""
+    if not ctx.segmentation_record.is_file():
+        raise AdunetError(f"{ctx.segmentation_record} not found: run notebook 06 for this params file first")
+    record = read_json(ctx.segmentation_record)
+    return list(record["variants"]), str(record["map_model"])
 
 
 def lesion_labels(ctx: RunContext, cases: pd.DataFrame, split: str, show_progress: bool = True) -> dict[str, np.ndarray]:
-    """Binary lesion masks (T2W grid) of the labelled cases of ``split``."""
+    """Binary lesion masks (T2W grid) of the labelled cases of ``split``, from the run's case copies."""
     rows = cases[(cases["split"] == split) & cases["labeled"].astype(bool)]
-    out = {}
-    for _, row in progress(list(rows.iterrows()), desc=f"labels {split}", unit="case", enabled=show_progress):
-        raw = load_raw(load_case(ctx, row["set"], row["case_id"]).source_case())
-        out[row["case_id"]] = raw.lesion.array
-    return out
+    return {row["case_id"]: ctx.case_image(row["set"], row["case_id"], "lesion").array
+            for _, row in progress(list(rows.iterrows()), desc=f"labels {split}", unit="case", enabled=show_progress)}
 
 
 def evaluate_all(ctx: RunContext, variants: Sequence[str], cases: pd.DataFrame,
@@ -44,13 +51,13 @@ def evaluate_all(ctx: RunContext, variants: Sequence[str], cases: pd.DataFrame,
         if not labels:
             continue
         results[split] = {}
-        for variant in variants:
-            folder = ctx.predictions / variant / split
-            detections = {cid: detection_path(folder, cid) for cid in labels if detection_path(folder, cid).is_file()}
-            if len(detections) < len(labels):
-                missing = sorted(set(labels) - set(detections))
-                raise AdunetError(f"{folder}: no detection map for {', '.join(missing[:3])}: run notebook 06 first")
-            results[split][variant] = evaluate_maps(detections, labels)
+        for name in variants:
+            detections = {cid: ctx.detection_map(name, split, cid) for cid in labels}
+            missing = sorted(cid for cid, path in detections.items() if not path.is_file())
+            if missing:
+                raise AdunetError(f"{ctx.detection_dir(name, split)}: no detection map for {', '.join(missing[:3])}: "
+                                  "run notebook 06 first")
+            results[split][name] = evaluate_maps(detections, labels)
     if not results:
         raise AdunetError("no labelled validation or test cases to evaluate")
     return results
@@ -74,7 +81,7 @@ def table2(results: Mapping[str, Mapping[str, object]], n_bootstrap: int, seed: 
             on=["set", "model"])
     numeric = table.select_dtypes("number").columns
     table[numeric] = table[numeric] + 0.0  # no "-0.0" in the CSV
-    table.insert(0, "Model", table["model"].map(DISPLAY).fillna(table["model"]))
+    table.insert(0, "Model", table["model"].map(display))
     return table, diff
 
 
@@ -116,8 +123,8 @@ def roc_pr_figure(per_model: Mapping[str, object], title: str):
     sns.set_theme(style="whitegrid", context="paper")
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
     for name, m in per_model.items():
-        roc.plot(m.case_FPR, m.case_TPR, label=f"{DISPLAY.get(name, name)} ({m.auroc:.3f})")
-        pr.plot(m.recall, m.precision, label=f"{DISPLAY.get(name, name)} ({m.AP:.3f})")
+        roc.plot(m.case_FPR, m.case_TPR, label=f"{display(name)} ({m.auroc:.3f})")
+        pr.plot(m.recall, m.precision, label=f"{display(name)} ({m.AP:.3f})")
     roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     roc.set(xlabel="False positive rate (patients)", ylabel="True positive rate", title=f"ROC — {title}")
     pr.set(xlabel="Recall (lesions)", ylabel="Precision", title=f"Precision–recall — {title}", xlim=(0, 1), ylim=(0, 1.02))
@@ -140,10 +147,26 @@ def forest_figure(diff: pd.DataFrame, title: str):
         y = np.arange(len(d))[::-1]
         ax.errorbar(d["delta"], y, xerr=[d["delta"] - d["lo"], d["hi"] - d["delta"]], fmt="o", capsize=3)
         ax.axvline(0, color="grey", lw=0.8, ls="--")
-        ax.set_yticks(y, [DISPLAY.get(m, m) for m in d["model"]])
+        ax.set_yticks(y, [display(m) for m in d["model"]])
         ax.set_xlabel(label)
         for yi, p in zip(y, d["p_value"]):
             ax.annotate(f"p={p:.2f}", (1.0, yi), xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
     fig.suptitle(f"adU-Net variants vs nnU-Net baseline — {title}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def viewer_overlays(ctx: RunContext, cases: pd.DataFrame, table: pd.DataFrame, map_model: str,
+                    results: Mapping[str, object]) -> tuple[str, str, dict, dict]:
+    """(case id, best variant, volumes, overlays) for the evaluation viewer: the held-out case with
+    the most lesion slices, with the map model's ADC map and the best variant's detection map."""
+    from adunet_lib.anomaly_maps.maps import case_overlays
+    from adunet_lib.data.image import read_image
+
+    split = TEST if TEST in results else VAL
+    row = cases[cases["split"] == split].sort_values("lesion_slices", ascending=False).iloc[0]
+    volumes, overlays = case_overlays(ctx, map_model, row["set"], row["case_id"])
+    best = table[table["set"] == SETS[split]].sort_values("score").iloc[-1]["model"]
+    box = ctx.preprocessed_case(row["set"], row["case_id"]).box.slices()
+    overlays["detection"] = read_image(ctx.detection_map(best, split, row["case_id"])).array[box]
+    return row["case_id"], best, volumes, overlays

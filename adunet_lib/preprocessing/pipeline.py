@@ -12,24 +12,23 @@ original T2W domain.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 import pandas as pd
 
-from adunet_lib.data.case import SEQUENCES, Case, LoadedCase, load_case, missing_mask_error
-from adunet_lib.data.image import Geometry, Image
+from adunet_lib.cache import fingerprint
+from adunet_lib.data.case import Case, LoadedCase, load_case, missing_mask_error
+from adunet_lib.data.image import Geometry, Image, write_image
 from adunet_lib.errors import AdunetError, CaseError
-from adunet_lib.progress import progress
 from adunet_lib.fileio import atomic_path, read_json, write_json
-from adunet_lib.preprocessing.geometry import CropBox, CropError, full_box, gland_box, resample_to, slice_grid
-
-MODES = ("cropped", "full")
+from adunet_lib.preprocessing.geometry import (CropBox, CropError, full_box, gland_box, resample_to, slice_grid,
+                                               uncrop)
+from adunet_lib.progress import progress
+from adunet_lib.vocabulary import CROPPED, FULL, HEALTHY, LESION, MODES, SEQUENCES, UNKNOWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +49,41 @@ class PreprocessConfig:
     percentiles: tuple[float, float] = (0.5, 99.5)
     min_gland_coverage: float = 0.9
 
-    def fingerprint(self) -> str:
-        return hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(eq=False)
+class SliceStack:
+    """One mode of a preprocessed case: the model slices and the grid they live on.
+
+    Attributes:
+        grid: the slice grid (``S × S × n``), a :class:`Geometry` in the case's physical space.
+        images: float32 ``(3, n, S, S)`` in [0, 1], sequences in ``SEQUENCES`` order.
+        gland, zones, lesion: uint8 ``(n, S, S)`` on the slice grid.
+        norm: sequence → (low, high) raw intensities mapped to 0 and 1.
+    """
+
+    grid: Geometry
+    images: np.ndarray
+    gland: np.ndarray
+    zones: np.ndarray
+    lesion: np.ndarray
+    norm: dict[str, tuple[float, float]]
+
+    def gland_slices(self) -> np.ndarray:
+        """Indices of the slices that contain gland (the ones the models see)."""
+        return np.flatnonzero(self.gland.reshape(self.gland.shape[0], -1).any(axis=1))
+
+    def sequence(self, name: str) -> np.ndarray:
+        return self.images[SEQUENCES.index(name)]
 
 
 @dataclasses.dataclass(eq=False)
 class PreprocessedCase:
-    """A case ready for the 2D models: one ``(3, n_slices, S, S)`` stack per mode, plus its way back.
+    """A case ready for the 2D models — one :class:`SliceStack` per mode — plus its way back.
+
+    The forward operation (:meth:`to_slices`, T2W grid → slice grid) and its inverse
+    (:meth:`to_t2w`, slice grid → T2W grid) sit side by side, and so do the gland box and its
+    paste-back (:meth:`gland_on_t2w`): no stage writes its own resample or paste.
 
     Attributes:
         case_id: the case.
@@ -65,12 +92,10 @@ class PreprocessedCase:
         labeled: whether a lesion label exists (False: ``lesion`` arrays are zeros).
         t2w_geometry: the original T2W grid — every output map is written on it.
         box: the gland box on the T2W grid.
-        grids: mode → slice grid (``S × S × n_slices``) over the box / the full field of view.
-        images: mode → float32 ``(3, n, S, S)`` in [0, 1], sequences in ``SEQUENCES`` order.
-        gland, zones, lesion: mode → uint8 ``(n, S, S)`` on the slice grid.
-        gland_t2w: uint8 gland mask cut to ``box`` on the T2W grid (exact, for masking maps).
-        norm: mode → sequence → (low, high) raw intensities mapped to 0 and 1.
-        sources: file paths the case came from.
+        stacks: mode (``cropped``, ``full``) → :class:`SliceStack`.
+        gland_in_box: uint8 gland mask inside ``box`` on the T2W grid (exact, for masking maps).
+        sources: the files the case came from (provenance only: nothing reads them again).
+        stamp: fingerprint of the settings and inputs that made it.
     """
 
     case_id: str
@@ -79,59 +104,55 @@ class PreprocessedCase:
     labeled: bool
     t2w_geometry: Geometry
     box: CropBox
-    grids: dict[str, Geometry]
-    images: dict[str, np.ndarray]
-    gland: dict[str, np.ndarray]
-    zones: dict[str, np.ndarray]
-    lesion: dict[str, np.ndarray]
-    gland_t2w: np.ndarray
-    norm: dict[str, dict[str, tuple[float, float]]]
+    stacks: dict[str, SliceStack]
+    gland_in_box: np.ndarray
     sources: dict[str, str]
     stamp: str = ""
-    zone_codes: dict[int, int] = dataclasses.field(default_factory=lambda: {1: 1, 2: 2})
-    lesion_on_other_grid: bool = False
 
     @property
     def n_slices(self) -> int:
         return self.box.size[2]
 
-    def source_case(self) -> Case:
-        """The :class:`Case` this was made from (to re-read the original files)."""
-        files = {k: Path(v) for k, v in self.sources.items()}
-        return Case(case_id=self.case_id, images={s: files[s] for s in SEQUENCES}, lesion=files.get("lesion"),
-                    gland=files.get("gland"), zones=files.get("zones"), cspca=self.cspca, site=self.site,
-                    zone_codes=self.zone_codes, lesion_on_other_grid=self.lesion_on_other_grid)
+    def stack(self, mode: str = CROPPED) -> SliceStack:
+        if mode not in self.stacks:
+            raise AdunetError(f"case {self.case_id}: no {mode} slices (preprocessed modes: {', '.join(self.stacks)})")
+        return self.stacks[mode]
 
     @property
     def slice_indices(self) -> np.ndarray:
         """T2W slice index (z) of every model slice."""
         return self.box.start[2] + np.arange(self.n_slices)
 
-    def to_t2w(self, volume: np.ndarray, mode: str = "cropped", mask: bool = True) -> Image:
-        """Take a ``(n, S, S)`` volume on the slice grid of ``mode`` back to the original T2W grid.
+    def gland_on_t2w(self) -> Image:
+        """The gland mask on the whole T2W grid (the box pasted back; 0 outside it)."""
+        return uncrop(Image(self.gland_in_box, self.box.geometry), self.box)
+
+    def to_slices(self, image: Image, mode: str = CROPPED, interpolation: str = "linear") -> np.ndarray:
+        """Forward: an image on any grid of the case → ``(n, S, S)`` on the slice grid of ``mode``."""
+        return resample_to(image, self.stack(mode).grid, interpolation,
+                           antialias=interpolation == "linear").array
+
+    def to_t2w(self, volume: np.ndarray, mode: str = CROPPED, mask: bool = True) -> Image:
+        """Inverse: a ``(n, S, S)`` volume on the slice grid of ``mode`` back on the original T2W grid.
 
         Linear resampling onto the T2W grid (origin, direction, spacing of the case's T2W image);
         outside the box the result is 0, and with ``mask`` everything outside the gland is 0.
         """
-        grid = self.grids[mode]
+        grid = self.stack(mode).grid
         if volume.shape != grid.shape:
             raise ValueError(f"{self.case_id}: volume shape {volume.shape} does not match the {mode} grid {grid.shape}")
         image = resample_to(Image(volume.astype(np.float32), grid), self.t2w_geometry, "linear", default=0.0)
         if mask:
-            gland = np.zeros(self.t2w_geometry.shape, np.uint8)
-            gland[self.box.slices()] = self.gland_t2w
-            image = image.with_array(np.where(gland > 0, image.array, 0).astype(np.float32))
+            image = image.with_array(np.where(self.gland_on_t2w().array > 0, image.array, 0).astype(np.float32))
         return image
 
     # -- persistence (npz + json; no pickle) ---------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
-        arrays: dict[str, np.ndarray] = {"gland_t2w": self.gland_t2w}
-        for mode in self.images:
-            arrays[f"images_{mode}"] = self.images[mode]
-            arrays[f"gland_{mode}"] = self.gland[mode]
-            arrays[f"zones_{mode}"] = self.zones[mode]
-            arrays[f"lesion_{mode}"] = self.lesion[mode]
+        arrays: dict[str, np.ndarray] = {"gland_in_box": self.gland_in_box}
+        for mode, st in self.stacks.items():
+            for name in ("images", "gland", "zones", "lesion"):
+                arrays[f"{name}_{mode}"] = getattr(st, name)
         npz = folder / f"{self.case_id}.npz"
         with atomic_path(npz) as tmp:
             with open(tmp, "wb") as fh:
@@ -139,9 +160,8 @@ class PreprocessedCase:
         meta = {
             "case_id": self.case_id, "site": self.site, "cspca": self.cspca, "labeled": self.labeled,
             "t2w_geometry": self.t2w_geometry.to_dict(), "box": self.box.to_dict(),
-            "grids": {m: g.to_dict() for m, g in self.grids.items()}, "norm": self.norm, "sources": self.sources,
-            "stamp": self.stamp, "zone_codes": [[k, v] for k, v in self.zone_codes.items()],
-            "lesion_on_other_grid": self.lesion_on_other_grid,
+            "grids": {m: st.grid.to_dict() for m, st in self.stacks.items()},
+            "norm": {m: st.norm for m, st in self.stacks.items()}, "sources": self.sources, "stamp": self.stamp,
         }
         # the json is written last: it marks the case as complete
         write_json(folder / f"{self.case_id}.json", meta)
@@ -153,17 +173,14 @@ class PreprocessedCase:
         meta = read_json(folder / f"{case_id}.json")
         with np.load(folder / f"{case_id}.npz", allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-        modes = [m for m in MODES if f"images_{m}" in arrays]
+        stacks = {m: SliceStack(Geometry.from_dict(g), arrays[f"images_{m}"], arrays[f"gland_{m}"],
+                                arrays[f"zones_{m}"], arrays[f"lesion_{m}"],
+                                {s: tuple(v) for s, v in meta["norm"][m].items()})
+                  for m, g in meta["grids"].items()}
         return cls(
             case_id=meta["case_id"], site=meta["site"], cspca=meta["cspca"], labeled=meta["labeled"],
             t2w_geometry=Geometry.from_dict(meta["t2w_geometry"]), box=CropBox.from_dict(meta["box"]),
-            grids={m: Geometry.from_dict(g) for m, g in meta["grids"].items()},
-            images={m: arrays[f"images_{m}"] for m in modes}, gland={m: arrays[f"gland_{m}"] for m in modes},
-            zones={m: arrays[f"zones_{m}"] for m in modes}, lesion={m: arrays[f"lesion_{m}"] for m in modes},
-            gland_t2w=arrays["gland_t2w"], norm={m: {s: tuple(v) for s, v in n.items()} for m, n in meta["norm"].items()},
-            sources=meta["sources"], stamp=meta.get("stamp", ""),
-            zone_codes={int(k): int(v) for k, v in meta.get("zone_codes", [[1, 1], [2, 2]])},
-            lesion_on_other_grid=bool(meta.get("lesion_on_other_grid", False)),
+            stacks=stacks, gland_in_box=arrays["gland_in_box"], sources=meta["sources"], stamp=meta.get("stamp", ""),
         )
 
 
@@ -207,50 +224,62 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
     except CropError as exc:
         raise CaseError(case.case_id, t2w_path, str(exc)) from None
 
-    grids = {"cropped": slice_grid(box, config.slice_size),
-             "full": slice_grid(full_box(t2w.geometry, box.start[2], box.size[2]), config.slice_size)}
+    grids = {CROPPED: slice_grid(box, config.slice_size),
+             FULL: slice_grid(full_box(t2w.geometry, box.start[2], box.size[2]), config.slice_size)}
     lesion = loaded.lesion if loaded.lesion is not None else loaded.gland.with_array(np.zeros(t2w.shape, np.uint8))
     zones = loaded.zones if loaded.zones is not None else loaded.gland
-    out: dict[str, dict[str, Any]] = {k: {} for k in ("images", "gland", "zones", "lesion", "norm")}
+    stacks = {}
     for mode in modes:
         grid = grids[mode]
         gland = resample_to(loaded.gland, grid, "nearest").array.astype(np.uint8)
-        region = gland > 0 if mode == "cropped" else np.ones_like(gland, bool)
+        region = gland > 0 if mode == CROPPED else np.ones_like(gland, bool)
         stack, norm = [], {}
         for seq in SEQUENCES:
             # straight from each sequence's own grid: one interpolation only
             vol = resample_to(loaded.images[seq], grid, "linear", antialias=True).array
             vol, norm[seq] = normalise(vol, region, config.percentiles)
-            if mode == "cropped":
+            if mode == CROPPED:
                 vol = vol * gland
             stack.append(vol)
-        out["images"][mode] = np.stack(stack).astype(np.float32)
-        out["gland"][mode] = gland
-        out["zones"][mode] = resample_to(zones, grid, "nearest").array.astype(np.uint8)
-        out["lesion"][mode] = resample_to(lesion, grid, "nearest").array.astype(np.uint8)
-        out["norm"][mode] = norm
+        stacks[mode] = SliceStack(grid, np.stack(stack).astype(np.float32), gland,
+                                  resample_to(zones, grid, "nearest").array.astype(np.uint8),
+                                  resample_to(lesion, grid, "nearest").array.astype(np.uint8), norm)
     sources = {seq: str(case.path_of(seq)) for seq in SEQUENCES}
     sources.update({k: str(v) for k, v in (("lesion", case.lesion), ("gland", case.gland), ("zones", case.zones)) if v})
     return PreprocessedCase(
         case_id=case.case_id, site=case.site, cspca=loaded.cspca, labeled=loaded.lesion is not None,
-        t2w_geometry=t2w.geometry, box=box, grids={m: grids[m] for m in modes}, images=out["images"],
-        gland=out["gland"], zones=out["zones"], lesion=out["lesion"],
-        gland_t2w=np.ascontiguousarray(loaded.gland.array[box.slices()]).astype(np.uint8), norm=out["norm"],
-        sources=sources, zone_codes=dict(case.zone_codes), lesion_on_other_grid=case.lesion_on_other_grid,
+        t2w_geometry=t2w.geometry, box=box, stacks=stacks,
+        gland_in_box=np.ascontiguousarray(loaded.gland.array[box.slices()]).astype(np.uint8), sources=sources,
     )
+
+
+def write_t2w_volumes(loaded: LoadedCase, folder: str | Path) -> list[Path]:
+    """Copy a case into the run: its sequences and masks as ``<volume>.mha`` on its T2W grid
+    (ADC and hbv resampled once, here), so later stages never read the source dataset again."""
+    from adunet_lib.run_folder import VOLUME_SUFFIX
+
+    folder = Path(folder)
+    t2w = loaded.t2w.geometry
+    written = [write_image(Image(loaded.on_t2w(seq).array.astype(np.float32), t2w), folder / f"{seq}{VOLUME_SUFFIX}")
+               for seq in SEQUENCES]
+    for name, mask in (("lesion", loaded.lesion), ("zones", loaded.zones), ("gland", loaded.gland)):
+        if mask is not None:
+            written.append(write_image(Image(mask.array.astype(np.uint8), t2w), folder / f"{name}{VOLUME_SUFFIX}"))
+        else:
+            (folder / f"{name}{VOLUME_SUFFIX}").unlink(missing_ok=True)
+    return written
 
 
 def slice_table(pre: PreprocessedCase, set_name: str, split: str) -> pd.DataFrame:
     """One row per model slice that contains gland: slice-level label and its T2W slice index."""
-    gland = pre.gland["cropped"] if "cropped" in pre.gland else next(iter(pre.gland.values()))
-    lesion = pre.lesion["cropped"] if "cropped" in pre.lesion else next(iter(pre.lesion.values()))
+    st = pre.stacks[CROPPED] if CROPPED in pre.stacks else next(iter(pre.stacks.values()))
     rows = []
     for k, z in enumerate(pre.slice_indices):
-        g = int(gland[k].sum())
+        g = int(st.gland[k].sum())
         if g == 0:
             continue
-        lv = int(lesion[k].sum())
-        label = ("lesion" if lv > 0 else "healthy") if pre.labeled else "unknown"
+        lv = int(st.lesion[k].sum())
+        label = (LESION if lv > 0 else HEALTHY) if pre.labeled else UNKNOWN
         rows.append({"set": set_name, "split": split, "case_id": pre.case_id, "slice": k, "z": int(z),
                      "gland_voxels": g, "lesion_voxels": lv, "label": label, "case_cspca": pre.cspca})
     return pd.DataFrame(rows, columns=["set", "split", "case_id", "slice", "z", "gland_voxels", "lesion_voxels",
@@ -278,13 +307,24 @@ def assign_folds(cases: list[tuple[str, bool | None]], n_folds: int, seed: int) 
     return out
 
 
+def case_fingerprint(case: Case, config: PreprocessConfig, modes: Iterable[str]) -> str:
+    """What a preprocessed case is made from: the settings, the modes and the case's files."""
+    files = [case.images.get(s) for s in SEQUENCES] + [case.lesion, case.gland, case.zones]
+    return fingerprint({"preprocess": dataclasses.asdict(config), "modes": sorted(modes),
+                        "zone_codes": sorted(case.zone_codes.items()), "cspca": case.cspca},
+                       files=[f for f in files if f is not None])
+
+
 def preprocess_dataset(cases: Iterable[Case], out_dir: str | Path, config: PreprocessConfig = PreprocessConfig(),
                        modes: Iterable[str] = MODES, on_error: str = "fail", show_progress: bool = True,
-                       desc: str = "preprocess") -> tuple[list[str], list[tuple[str, str]]]:
+                       desc: str = "preprocess", volumes_dir: str | Path | None = None
+                       ) -> tuple[list[str], list[tuple[str, str]]]:
     """Preprocess every case into ``out_dir`` (``<case>.npz`` + ``<case>.json``); resumable.
 
-    Cases already preprocessed with the same config are kept. ``on_error="skip"`` records failing
-    cases instead of stopping; the default stops at the first bad case with its one-line message.
+    Cases already preprocessed from the same files with the same settings are kept (see
+    :func:`case_fingerprint`). ``on_error="skip"`` records failing cases instead of stopping; the
+    default stops at the first bad case with its one-line message. With ``volumes_dir``, each
+    case's sequences and masks are also copied there on its T2W grid (``<case>/<volume>.mha``).
 
     Returns:
         (case ids done, [(case id, error message) for skipped cases]).
@@ -293,9 +333,9 @@ def preprocess_dataset(cases: Iterable[Case], out_dir: str | Path, config: Prepr
         raise AdunetError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     out_dir = Path(out_dir)
     modes = tuple(modes)
-    stamp = f"{config.fingerprint()}:{','.join(sorted(modes))}"
     done, skipped = [], []
     for case in progress(list(cases), desc=desc, unit="case", enabled=show_progress):
+        stamp = case_fingerprint(case, config, modes)
         meta = out_dir / f"{case.case_id}.json"
         if meta.is_file() and (out_dir / f"{case.case_id}.npz").is_file() and read_json(meta).get("stamp") == stamp:
             done.append(case.case_id)
@@ -310,7 +350,9 @@ def preprocess_dataset(cases: Iterable[Case], out_dir: str | Path, config: Prepr
                 raise
             skipped.append((case.case_id, str(exc)))
             continue
+        if volumes_dir is not None:
+            write_t2w_volumes(loaded, Path(volumes_dir) / case.case_id)
         pre.stamp = stamp
-        pre.save(out_dir)
+        pre.save(out_dir)  # last: its json marks the case (and its T2W volumes) complete
         done.append(case.case_id)
     return done, skipped

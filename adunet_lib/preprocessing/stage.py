@@ -1,11 +1,7 @@
-"""Notebook 01's stage logic: datasets in, preprocessed cases + case/slice tables out.
+"""Notebook 01's stage logic: datasets in; cases on their T2W grid, preprocessed slices, tables out.
 
-Files written (the contract later notebooks read)::
-
-    runs/<name>/data/{internal,external}/         synthetic cohorts (when params say "synthetic")
-    runs/<name>/preprocessed/<set>/<case>.npz|json  one PreprocessedCase per case
-    runs/<name>/preprocessed/cases.csv             set, split, case_id, cspca, labeled, … per case
-    runs/<name>/preprocessed/slices.csv            one row per gland slice: label, T2W slice index
+What it writes is listed in :data:`adunet_lib.run_folder.LAYOUT` (``cases/``, ``preprocessed/``,
+``splits.json``); after this stage nothing reads the source dataset again.
 """
 
 from __future__ import annotations
@@ -16,15 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adunet_lib.cache import fingerprint, write_record
 from adunet_lib.data.readers import Dataset, open_dataset
 from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path, write_json
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_dataset,
-                                               slice_table)
-from adunet_lib.runner.context import RunContext, resolve
-
-SETS = ("internal", "external")
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, preprocess_dataset, slice_table)
+from adunet_lib.run_folder import RunContext, resolve
+from adunet_lib.vocabulary import CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
 
 @dataclasses.dataclass
@@ -47,68 +42,69 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
         if source in ("", "none", None):
             continue
         if source == "synthetic":
-            site = "external" if set_name == "external" else "internal"
-            path = synthesize_cohort(ctx.data / set_name, cases=synth_cases[set_name], seed=ctx.seed, site=site,
+            site = EXTERNAL if set_name == EXTERNAL else INTERNAL
+            path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.seed, site=site,
                                      show_progress=show_progress)
             out[set_name] = open_dataset(path, site=f"synthetic-{site}")
         else:
             out[set_name] = open_dataset(resolve(source), site=set_name)
         if not len(out[set_name]):
             raise AdunetError(f"{set_name} dataset {source}: no cases found")
-    if "internal" not in out:
+    if INTERNAL not in out:
         raise AdunetError("internal_data is required (training and validation cases)")
     return out
 
 
 def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: PreprocessConfig, n_folds: int,
                     on_error: str = "fail", show_progress: bool = True) -> CohortTables:
-    """Preprocess every set, assign internal cases to stratified folds (fold 0 = validation split,
-    the rest = training split), write ``cases.csv`` and ``slices.csv``."""
+    """Preprocess every set into the run folder, assign internal cases to stratified folds (fold 0 =
+    validation split, the rest = training split), write ``cases.csv``, ``slices.csv`` and
+    ``splits.json``."""
     case_rows, slice_frames, skipped = [], [], []
     for set_name, dataset in datasets.items():
-        folder = ctx.preprocessed / set_name
-        done, bad = preprocess_dataset(dataset.cases, folder, config, on_error=on_error,
-                                       show_progress=show_progress, desc=f"preprocess {set_name}")
+        done, bad = preprocess_dataset(dataset.cases, ctx.preprocessed_dir(set_name), config, on_error=on_error,
+                                       show_progress=show_progress, desc=f"preprocess {set_name}",
+                                       volumes_dir=ctx.cases_dir(set_name))
         skipped.extend(bad)
-        pres = {cid: PreprocessedCase.load(folder, cid) for cid in done}
-        if set_name == "internal":
+        pres = {cid: ctx.preprocessed_case(set_name, cid) for cid in done}
+        if set_name == INTERNAL:
             folds = assign_folds([(cid, p.cspca) for cid, p in pres.items()], n_folds, ctx.seed)
-            splits = {cid: "val" if fold == 0 else "train" for cid, fold in folds.items()}
+            splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         else:
             folds = {cid: -1 for cid in pres}
-            splits = {cid: "test" for cid in pres}
+            splits = {cid: TEST for cid in pres}
         for cid, pre in pres.items():
             table = slice_table(pre, set_name, splits[cid])
             slice_frames.append(table)
             case_rows.append({
-                "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid, "site": pre.site, "cspca": pre.cspca,
-                "labeled": pre.labeled, "gland_slices": len(table),
+                "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid, "site": pre.site,
+                "cspca": pre.cspca, "labeled": pre.labeled, "gland_slices": len(table),
                 "lesion_slices": int((table["label"] == "lesion").sum()),
                 "box_size_mm": round(pre.box.size[0] * pre.t2w_geometry.spacing[0], 1),
-                "t2w": pre.sources["t2w"],
             })
     cases = pd.DataFrame(case_rows)
     slices = pd.concat(slice_frames, ignore_index=True) if slice_frames else pd.DataFrame()
-    for name, frame in (("cases.csv", cases), ("slices.csv", slices)):
-        with atomic_path(ctx.preprocessed / name) as tmp:
+    for path, frame in ((ctx.cases_table, cases), (ctx.slices_table, slices)):
+        with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
-    write_json(ctx.preprocessed / "config.json", {"preprocess": dataclasses.asdict(config),
-                                                  "n_folds": n_folds,
-                                                  "datasets": {k: str(v.root) for k, v in datasets.items()},
-                                                  "skipped": skipped})
+    splits = nnunet_splits(cases)
+    write_json(ctx.splits, splits)
+    stamps = [ctx.preprocessed_case(r["set"], r["case_id"]).stamp for _, r in cases.iterrows()]
+    write_record(ctx.preprocessing_record,
+                 fingerprint({"preprocess": dataclasses.asdict(config), "splits": splits,
+                              "cases": cases[["set", "split", "fold", "case_id"]].values.tolist()}, upstream=stamps),
+                 preprocess=dataclasses.asdict(config), n_folds=n_folds,
+                 datasets={k: {"layout": v.layout, "cases": len(v)} for k, v in datasets.items()}, skipped=skipped)
     return CohortTables(cases, slices, skipped)
 
 
-def load_tables(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``cases.csv`` and ``slices.csv`` of a run (notebook 01 must have run)."""
-    cases_path, slices_path = ctx.preprocessed / "cases.csv", ctx.preprocessed / "slices.csv"
-    if not cases_path.is_file():
-        raise AdunetError(f"{cases_path} not found: run notebook 01_preprocessing for this params file first")
-    return pd.read_csv(cases_path), pd.read_csv(slices_path)
-
-
-def load_case(ctx: RunContext, set_name: str, case_id: str) -> PreprocessedCase:
-    return PreprocessedCase.load(ctx.preprocessed / set_name, case_id)
+def nnunet_splits(cases: pd.DataFrame) -> list[dict[str, list[str]]]:
+    """The folds as nnU-Net's ``splits_final.json``: one ``{"train", "val"}`` per fold, labelled
+    internal cases only (the ones nnU-Net trains on)."""
+    internal = cases[(cases["set"] == INTERNAL) & cases["labeled"].astype(bool)]
+    folds = sorted(int(f) for f in internal["fold"].unique())
+    return [{"train": sorted(internal.loc[internal["fold"] != f, "case_id"]),
+             "val": sorted(internal.loc[internal["fold"] == f, "case_id"])} for f in folds]
 
 
 def summary(cases: pd.DataFrame) -> pd.DataFrame:
@@ -122,31 +118,29 @@ def summary(cases: pd.DataFrame) -> pd.DataFrame:
 
 def figure_rows(ctx: RunContext, cases: pd.DataFrame, count: int) -> list[dict[str, Any]]:
     """Rows for :func:`~adunet_lib.report.figures.preprocessing_figure`: lesion cases first."""
-    from adunet_lib.data.case import load_case as load_raw
-    from adunet_lib.preprocessing.geometry import resample_to
-
     chosen = cases.sort_values(["lesion_slices", "case_id"], ascending=[False, True]).head(count)
     rows = []
     for _, row in chosen.iterrows():
-        pre = load_case(ctx, row["set"], row["case_id"])
-        loaded = load_raw(pre.source_case())
-        lesion_model = pre.lesion["cropped"]
-        k = int(np.argmax(lesion_model.reshape(len(lesion_model), -1).sum(1))) if lesion_model.any() else pre.n_slices // 2
+        pre = ctx.preprocessed_case(row["set"], row["case_id"])
+        st = pre.stack(CROPPED)
+        k = int(np.argmax(st.lesion.reshape(len(st.lesion), -1).sum(1))) if st.lesion.any() else pre.n_slices // 2
         z = int(pre.slice_indices[k])
-        t2w = loaded.t2w
-        original = {s: resample_to(loaded.images[s], t2w.geometry).array[z] if s != "t2w" else t2w.array[z]
-                    for s in ("t2w", "adc", "hbv")}
+        on_t2w = {s: ctx.case_image(row["set"], row["case_id"], s) for s in SEQUENCES}
+        lesion = ctx.case_image(row["set"], row["case_id"], "lesion")
         (x0, y0, _), (x1, y1, _) = pre.box.start, pre.box.stop
-        gland_full = np.zeros(t2w.shape, np.uint8)
-        gland_full[pre.box.slices()] = pre.gland_t2w
-        lesion_full = loaded.lesion.array[z] if loaded.lesion is not None else None
         unmasked = {}
-        for i, s in enumerate(("t2w", "adc", "hbv")):
-            vol = resample_to(loaded.images[s], pre.grids["cropped"], "linear", antialias=True).array[k]
-            lo, hi = pre.norm["cropped"][s]
-            unmasked[s] = np.clip((vol - lo) / (hi - lo), 0, 1)
-        rows.append({"case_id": pre.case_id, "original": original, "box": (x0, y0, x1, y1), "gland": gland_full[z],
-                     "lesion": lesion_full, "cropped": unmasked,
-                     "masked": {s: pre.images["cropped"][i, k] for i, s in enumerate(("t2w", "adc", "hbv"))},
-                     "lesion_model": lesion_model[k]})
+        for s in SEQUENCES:
+            lo, hi = st.norm[s]
+            unmasked[s] = np.clip((pre.to_slices(on_t2w[s])[k] - lo) / (hi - lo), 0, 1)
+        rows.append({"case_id": pre.case_id, "original": {s: on_t2w[s].array[z] for s in SEQUENCES},
+                     "box": (x0, y0, x1, y1), "gland": pre.gland_on_t2w().array[z],
+                     "lesion": lesion.array[z] if lesion is not None else None, "cropped": unmasked,
+                     "masked": {s: st.sequence(s)[k] for s in SEQUENCES}, "lesion_model": st.lesion[k]})
     return rows
+
+
+def viewer_volumes(ctx: RunContext, cases: pd.DataFrame) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(case id, model-slice volumes, overlays) of the case with most lesion slices, for the viewer."""
+    first = cases.sort_values("lesion_slices", ascending=False).iloc[0]
+    st = ctx.preprocessed_case(first["set"], first["case_id"]).stack(CROPPED)
+    return first["case_id"], {s: st.sequence(s) for s in SEQUENCES}, {"gland": st.gland, "lesion": st.lesion}

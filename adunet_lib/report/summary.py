@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from adunet_lib.fileio import write_text
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 PAPER = {"external test": {"baseline": 0.6049, "best": ("adU-Net(all bpMRI)", 0.6181)},
          "validation": {"baseline": 0.6157, "best": ("adU-Net(all bpMRI)", 0.6150)}}
@@ -20,11 +20,11 @@ def _read_json(path: Path) -> Any:
 
 
 def _model_budgets(ctx: RunContext) -> list[str]:
-    import torch
+    from adunet_lib.anomaly_models.checkpoint import read_checkpoint
 
     lines = []
-    for ckpt in sorted(ctx.models.glob("*/*/model.pt")):
-        payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+    for ckpt in sorted(ctx.models_dir.glob("*/*/model.pt")):
+        payload = read_checkpoint(ckpt)
         train = payload["training"]
         cfg = payload["config"]
         size = {k: cfg[k] for k in ("conv_dim", "n_res_blocks", "channels", "filters", "ddim_steps", "noise_level",
@@ -39,10 +39,10 @@ def _model_budgets(ctx: RunContext) -> list[str]:
 def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases: pd.DataFrame,
                   table1: pd.DataFrame | None = None, extra_caveats: list[str] | None = None) -> Path:
     """Compose and write ``summary.md`` from the run folder's records and the final tables."""
-    params = _read_json(ctx.run_dir / "params.json") or {}
-    timings = _read_json(ctx.run_dir / "reproduce.json") or {}
-    pre = _read_json(ctx.preprocessed / "config.json") or {}
-    seg = _read_json(ctx.nnunet / "settings.json") or {}
+    params = _read_json(ctx.params_record) or {}
+    timings = _read_json(ctx.reproduce_record) or {}
+    pre = _read_json(ctx.preprocessing_record) or {}
+    seg = _read_json(ctx.segmentation_record) or {}
     common = next(iter(params.values()), {}) if params else {}
     synthetic = [k for k in ("internal_data", "external_data") if common.get(k, "synthetic") == "synthetic"]
 
@@ -83,11 +83,14 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
              "## Headline", "", *(headline or ["(no comparison available)"]), "",
              "## Data", "", *data_lines,
              f"- internal cases in {pre.get('n_folds', '?')} stratified folds; fold 0 = validation split",
-             f"- sources: {pre.get('datasets', {})}", "",
+             *[f"- {name}: {info['cases']} case(s) read in the {info['layout']} layout"
+               for name, info in pre.get("datasets", {}).items() if isinstance(info, dict)],
+             *[f"- skipped: {message}" for _, message in pre.get("skipped", [])], "",
              "## Settings", "",
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
              f"- preprocessing: {pre.get('preprocess', {})}",
-             "- reconstruction models:", *["  " + ln for ln in _model_budgets(ctx)],
+             "- reconstruction models (every model trained in the run: "
+             f"{', '.join(ctx.trained_models()) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
              f"- nnU-Net: {seg or '(not recorded)'}", ""]
     if table1 is not None and len(table1):
         best = table1[table1["block"] == "Test results"]

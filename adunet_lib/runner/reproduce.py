@@ -17,7 +17,7 @@ from typing import Any
 
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import write_json
-from adunet_lib.runner.context import project_root, resolve
+from adunet_lib.run_folder import RunContext, project_root, resolve
 from adunet_lib.runner.params import Notebook, find_notebooks, load_params, validate
 
 KERNEL_NAME = "python3"  # ipykernel's built-in spec: exists in every fresh venv
@@ -107,7 +107,8 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
     import papermill
 
     run_dir, selected = plan(params_path, start, stop, root)
-    out_dir = run_dir / "notebooks"
+    run = RunContext(run_dir, Path(selected[0][1]["figure_dir"]))
+    out_dir = run.notebooks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     # kernels inherit the environment: headless plotting, text progress bars
     os.environ["MPLBACKEND"] = "Agg"
@@ -122,11 +123,11 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
         pm_logger.propagate = False
     timings: dict[str, float] = {}
     # what each notebook was given, for the run summary (merged: --from / --to runs keep the rest)
-    params_path_json = run_dir / "params.json"
+    params_path_json = run.params_record
     given = json.loads(params_path_json.read_text(encoding="utf-8")) if params_path_json.is_file() else {}
     given.update({nb.name: values for nb, values in selected})
     write_json(params_path_json, given)
-    record_path = run_dir / "reproduce.json"
+    record_path = run.reproduce_record
     record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
     total = time.perf_counter()
     for i, (nb, values) in enumerate(selected, 1):

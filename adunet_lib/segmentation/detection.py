@@ -25,19 +25,15 @@ def detection_map(probability: np.ndarray) -> np.ndarray:
     return _extract_lesion_candidates()(np.asarray(probability, dtype=np.float32))[0].astype(np.float32)
 
 
-def detection_path(folder: str | Path, case_id: str) -> Path:
-    """``predictions/<variant>/<set>/<case>_detection_map.mha`` (the run-folder contract)."""
-    return Path(folder) / f"{case_id}_detection_map.mha"
-
-
-def write_detection(npz: str | Path, geometry: Geometry, folder: str | Path, case_id: str,
-                    keep_softmax: bool = False) -> Path:
-    """Convert nnU-Net's saved probabilities of one case into a detection map on its T2W grid."""
+def write_detection(npz: str | Path, geometry: Geometry, target: str | Path, keep_softmax: bool = False) -> Path:
+    """Convert nnU-Net's saved probabilities of one case into a detection map (``target``) on its T2W
+    grid; with ``keep_softmax`` the lesion probability goes beside it (``…_softmax.mha``)."""
+    target = Path(target)
     with np.load(npz, allow_pickle=False) as data:
         probability = data["probabilities"][1]
     if probability.shape != geometry.shape:
-        raise ValueError(f"case {case_id}: {npz}: probabilities {probability.shape} are not on the T2W grid "
-                         f"{geometry.shape}")
+        raise ValueError(f"{npz}: probabilities {probability.shape} are not on the T2W grid {geometry.shape}")
     if keep_softmax:
-        write_image(Image(probability.astype(np.float32), geometry), Path(folder) / f"{case_id}_softmax.mha")
-    return write_image(Image(detection_map(probability), geometry), detection_path(folder, case_id))
+        write_image(Image(probability.astype(np.float32), geometry),
+                    target.with_name(target.name.replace("_detection_map", "_softmax")))
+    return write_image(Image(detection_map(probability), geometry), target)

@@ -19,16 +19,16 @@ from typing import Any
 
 from adunet_lib.errors import AdunetError
 from adunet_lib.progress import headless
-from adunet_lib.runner.context import RunContext
+from adunet_lib.run_folder import RunContext
 
 
 def nnunet_env(ctx: RunContext, num_processes: int = 2) -> dict[str, str]:
     """The environment of an nnU-Net call: paths into the run folder, process counts for this machine."""
     env = dict(os.environ)
     env.update({
-        "nnUNet_raw": str(ctx.nnunet / "raw"),
-        "nnUNet_preprocessed": str(ctx.nnunet / "preprocessed"),
-        "nnUNet_results": str(ctx.nnunet / "results"),
+        "nnUNet_raw": str(ctx.nnunet_raw),
+        "nnUNet_preprocessed": str(ctx.nnunet_preprocessed),
+        "nnUNet_results": str(ctx.nnunet_results),
         "nnUNet_def_n_proc": str(num_processes),
         "PYTHONUNBUFFERED": "1",
         "PYTHONIOENCODING": "utf-8",  # nnU-Net's log lines reach us through a pipe, whatever the locale
@@ -65,16 +65,16 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
     :class:`AdunetError` with its last line on failure."""
     if not steps:
         return
-    (ctx.nnunet / "raw").mkdir(parents=True, exist_ok=True)
+    ctx.nnunet_raw.mkdir(parents=True, exist_ok=True)
     steps = [dict(step, env=step_env(ctx, step["command"], num_processes)) for step in steps]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=ctx.nnunet) as fh:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=ctx.nnunet_dir) as fh:
         json.dump(steps, fh)
         arg_file = fh.name
     tail: deque[str] = deque(maxlen=15)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "adunet_lib.segmentation._worker", arg_file],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
-                                env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet),
+                                env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet_dir),
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         assert proc.stdout is not None
         for line in proc.stdout:

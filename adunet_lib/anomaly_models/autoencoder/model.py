@@ -90,14 +90,14 @@ class _Autoencoder(ReconstructionModel):
         return self.net(x)
 
 
-@register("dense_ae")
+@register("dense_ae", "Vanilla AE")
 class DenseAutoencoder(_Autoencoder):
     """Dense autoencoder: the bottleneck is a ``latent_dim`` vector (Baur et al. 2021)."""
 
     bottleneck = "dense"
 
 
-@register("spatial_ae")
+@register("spatial_ae", "Spatial AE")
 class SpatialAutoencoder(_Autoencoder):
     """Spatial autoencoder: the bottleneck keeps an 8×8 (at 128²) map of ``latent_channels``."""
 

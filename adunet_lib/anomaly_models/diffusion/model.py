@@ -87,7 +87,7 @@ class DDPMConfig:
     clip_denoised: bool = True
 
 
-@register("ddpm")
+@register("ddpm", "Diffusion Model")
 class GuidedDiffusion(ReconstructionModel):
     """DDPM + noise-aware classifier; pseudo-healthy slices by classifier-guided DDIM (Wolleb et al. 2022).
 

@@ -81,7 +81,7 @@ def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Ten
     return ((torch.linalg.vector_norm(grad.flatten(1), dim=1) - 1) ** 2).mean()
 
 
-@register("fpgan")
+@register("fpgan", "FP GAN")
 class FixedPointGAN(ReconstructionModel):
     """Fixed-Point GAN: ``reconstruct`` translates every slice to the healthy domain.
 

@@ -1,0 +1,306 @@
+"""The run folder ``runs/<name>/``: the one module that knows where everything in it lives.
+
+Every path and every record under a run folder is a method of :class:`RunContext`; stages, the
+summary and ``adunet predict`` ask it instead of joining path strings, and notebooks talk to each
+other only through what it points to. nnU-Net folder names come from nnU-Net's own naming
+functions. :data:`LAYOUT` is the listing that ARCHITECTURE.md shows (a test keeps them equal).
+
+A run folder is self-contained: notebook 01 copies every case's sequences and masks, on the case's
+T2W grid, into ``cases/``; nothing after it reads the source dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from adunet_lib.errors import AdunetError, ParamsError
+from adunet_lib.fileio import ensure_outside
+from adunet_lib.vocabulary import CROPPED, SEQUENCES, VARIANTS, variant
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from adunet_lib.data.image import Image
+    from adunet_lib.preprocessing.pipeline import PreprocessedCase
+
+#: What a finished run folder holds (ARCHITECTURE.md shows this listing; a test compares them).
+LAYOUT = """\
+runs/<name>/
+  params.json                                   what each notebook was given (adunet reproduce)
+  reproduce.json                                status and seconds per notebook
+  notebooks/                                    executed copies of the notebooks
+  data/<set>/                                   synthetic cohorts, when params say "synthetic"
+  cases/<set>/<case>/<volume>.mha               t2w, adc, hbv, lesion, zones, gland on the T2W grid (01)
+  preprocessed/<set>/<case>.npz|json            model slices per mode + the way back to T2W (01)
+  preprocessed/cases.csv                        one row per case: set, split, fold, labels (01)
+  preprocessed/slices.csv                       one row per gland slice: label, T2W slice index (01)
+  preprocessed/config.json                      preprocessing settings and skipped cases (01)
+  splits.json                                   folds, nnU-Net splits_final.json format (01)
+  models/<model>/<seq>[_full]/model.pt          weights + resolved config (02-04)
+  models/<model>/<seq>[_full]/checkpoint.pt     resume point while training (02-04)
+  models/<model>/<seq>[_full]/losses.csv        loss history, TensorBoard in tb/ (02-04)
+  models/<model>/metrics.csv                    SSIM / PSNR per mode, split, sequence (02-04)
+  maps/<model>/<case>_<seq>_anomaly.mha         anomaly maps on the T2W grid (05)
+  maps/<model>/mapset.json                      kernel, fingerprint, the checkpoints that made them (05)
+  nnunet/raw|preprocessed|results/<dataset>/    nnU-Net's own folders, one dataset per variant (06)
+  nnunet/records/<dataset>.json                 fingerprint of a variant's inputs and settings (06)
+  nnunet/softmax/<variant>/<split>/<case>.npz   nnU-Net's probabilities (06)
+  nnunet/settings.json                          segmentation settings, variants, map model (06)
+  predictions/<variant>/<split>/<case>_detection_map.mha   PI-CAI detection maps on the T2W grid (06)
+"""
+
+#: The volumes notebook 01 copies into ``cases/<set>/<case>/`` (masks only where the case has them).
+CASE_VOLUMES = (*SEQUENCES, "lesion", "zones", "gland")
+#: MetaImage keeps the T2W grid's origin and direction in double precision (NIfTI rounds them to
+#: float32), and nnU-Net reads it too: the case copies, the maps and nnU-Net's raw data share it.
+VOLUME_SUFFIX = ".mha"
+
+#: nnU-Net trainer and plans that adunet trains with (nnU-Net's defaults).
+NNUNET_TRAINER, NNUNET_PLANS = "nnUNetTrainer", "nnUNetPlans"
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder (from ``start``, default cwd, upwards) holding ``notebooks/`` and ``params/``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "params").is_dir():
+            return folder
+    return here
+
+
+def resolve(path: str | Path, root: str | Path | None = None) -> Path:
+    """An absolute path; relative ones are taken from the project root (so notebooks opened in
+    JupyterLab, whose working folder is ``notebooks/``, find the same files as the runner)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (Path(root) if root else project_root()) / path
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (when imported) torch."""
+    import sys
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def nnunet_dataset_name(dataset_id: int, variant_name: str) -> str:
+    """``DatasetXXX_adunet_<variant>``, checked with nnU-Net's own parser of dataset names."""
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_dataset_name_to_id
+
+    name = f"Dataset{dataset_id:03d}_adunet_{variant_name}"
+    if convert_dataset_name_to_id(name) != dataset_id:
+        raise AdunetError(f"nnU-Net cannot parse the dataset name {name}")
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """A run folder (``runs/<params-name>/``), its figure folder and the run-wide settings.
+
+    Example:
+        >>> ctx = RunContext.create("runs/demo", "figures/demo", seed=0)  # doctest: +SKIP
+        >>> ctx.map_file("fpgan", "10795_1000811", "adc")  # doctest: +SKIP
+        PosixPath('/…/runs/demo/maps/fpgan/10795_1000811_adc_anomaly.mha')
+    """
+
+    run_dir: Path
+    figure_dir: Path
+    seed: int = 0
+    device: str = "cpu"
+    interactive: bool = False
+
+    @classmethod
+    def create(cls, run_dir: str | Path, figure_dir: str | Path, seed: int = 0, device: str = "cpu",
+               interactive: bool = False, inputs: tuple[str | Path | None, ...] = ()) -> RunContext:
+        """Resolve the folders, refuse to write into an input folder, create them and seed every RNG."""
+        ctx = cls(resolve(run_dir), resolve(figure_dir), int(seed), str(device), bool(interactive))
+        real_inputs = [resolve(p) for p in inputs if p and str(p) not in ("synthetic", "none")]
+        ensure_outside(ctx.run_dir, real_inputs, "run")
+        ensure_outside(ctx.figure_dir, real_inputs, "figure")
+        if device not in ("cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
+            raise ParamsError(f"device must be cpu, cuda, cuda:N or mps, not {device!r}")
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        ctx.figure_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(ctx.seed)
+        return ctx
+
+    def figure(self, name: str) -> Path:
+        """A file of this params file's figure folder (``figures/<name>/``)."""
+        return self.figure_dir / name
+
+    # -- the runner ----------------------------------------------------------------------------
+    @property
+    def params_record(self) -> Path:
+        return self.run_dir / "params.json"
+
+    @property
+    def reproduce_record(self) -> Path:
+        return self.run_dir / "reproduce.json"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.run_dir / "notebooks"
+
+    # -- notebook 01: data, cases on the T2W grid, preprocessed slices, tables, splits ---------
+    def synthetic_data(self, set_name: str) -> Path:
+        return self.run_dir / "data" / set_name
+
+    def cases_dir(self, set_name: str) -> Path:
+        return self.run_dir / "cases" / set_name
+
+    def case_dir(self, set_name: str, case_id: str) -> Path:
+        return self.cases_dir(set_name) / case_id
+
+    def case_file(self, set_name: str, case_id: str, volume: str) -> Path:
+        """One of :data:`CASE_VOLUMES` of a case, on its T2W grid."""
+        if volume not in CASE_VOLUMES:
+            raise ValueError(f"unknown case volume {volume!r}; one of {', '.join(CASE_VOLUMES)}")
+        return self.case_dir(set_name, case_id) / f"{volume}{VOLUME_SUFFIX}"
+
+    def case_image(self, set_name: str, case_id: str, volume: str) -> Image | None:
+        """A case volume on its T2W grid, or None when the case has none (e.g. no lesion label)."""
+        from adunet_lib.data.image import read_image
+
+        path = self.case_file(set_name, case_id, volume)
+        return read_image(path) if path.is_file() else None
+
+    def preprocessed_dir(self, set_name: str) -> Path:
+        return self.run_dir / "preprocessed" / set_name
+
+    def preprocessed_case(self, set_name: str, case_id: str) -> PreprocessedCase:
+        from adunet_lib.preprocessing.pipeline import PreprocessedCase
+
+        return PreprocessedCase.load(self.preprocessed_dir(set_name), case_id)
+
+    @property
+    def cases_table(self) -> Path:
+        return self.run_dir / "preprocessed" / "cases.csv"
+
+    @property
+    def slices_table(self) -> Path:
+        return self.run_dir / "preprocessed" / "slices.csv"
+
+    @property
+    def preprocessing_record(self) -> Path:
+        return self.run_dir / "preprocessed" / "config.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.run_dir / "splits.json"
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``cases.csv`` and ``slices.csv`` (notebook 01 must have run)."""
+        import pandas as pd
+
+        if not self.cases_table.is_file():
+            raise AdunetError(f"{self.cases_table} not found: run notebook 01_preprocessing for this params file first")
+        return pd.read_csv(self.cases_table), pd.read_csv(self.slices_table)
+
+    # -- notebooks 02-04: reconstruction models -----------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.run_dir / "models"
+
+    def model_dir(self, model: str, sequence: str, mode: str = CROPPED) -> Path:
+        """``models/<model>/<seq>`` (cropped, the final setup) or ``<seq>_<mode>``."""
+        return self.models_dir / model / (sequence if mode == CROPPED else f"{sequence}_{mode}")
+
+    def model_checkpoint(self, model: str, sequence: str, mode: str = CROPPED) -> Path:
+        return self.model_dir(model, sequence, mode) / "model.pt"
+
+    def model_metrics(self, model: str) -> Path:
+        return self.models_dir / model / "metrics.csv"
+
+    def model_checkpoints(self, model: str, mode: str = CROPPED) -> list[tuple[str, Path]] | None:
+        """``(sequence, model.pt)`` covering the three sequences: one joint ``all`` model or one per
+        sequence; None when the model is not (completely) trained for ``mode``."""
+        joint = self.model_checkpoint(model, "all", mode)
+        if joint.is_file():
+            return [("all", joint)]
+        found = [(seq, self.model_checkpoint(model, seq, mode)) for seq in SEQUENCES]
+        return found if all(path.is_file() for _, path in found) else None
+
+    def trained_models(self, mode: str = CROPPED) -> list[str]:
+        """Models with a complete set of checkpoints for ``mode``, in registry order: the list that
+        Table I, Fig. 3, the maps and map quality use."""
+        from adunet_lib.anomaly_models.registry import available
+
+        if not self.models_dir.is_dir():
+            return []
+        present = {p.name for p in self.models_dir.iterdir() if p.is_dir()}
+        return [m for m in available() if m in present and self.model_checkpoints(m, mode)]
+
+    # -- notebook 05: anomaly maps ------------------------------------------------------------
+    def map_dir(self, model: str) -> Path:
+        return self.run_dir / "maps" / model
+
+    def map_file(self, model: str, case_id: str, sequence: str) -> Path:
+        return self.map_dir(model) / f"{case_id}_{sequence}_anomaly{VOLUME_SUFFIX}"
+
+    def map_record(self, model: str) -> Path:
+        return self.map_dir(model) / "mapset.json"
+
+    # -- notebook 06: nnU-Net and detection maps ----------------------------------------------
+    @property
+    def nnunet_dir(self) -> Path:
+        return self.run_dir / "nnunet"
+
+    @property
+    def nnunet_raw(self) -> Path:
+        return self.nnunet_dir / "raw"
+
+    @property
+    def nnunet_preprocessed(self) -> Path:
+        return self.nnunet_dir / "preprocessed"
+
+    @property
+    def nnunet_results(self) -> Path:
+        return self.nnunet_dir / "results"
+
+    @property
+    def segmentation_record(self) -> Path:
+        return self.nnunet_dir / "settings.json"
+
+    def nnunet_dataset(self, variant_name: str, base_dataset_id: int) -> tuple[int, str]:
+        """(dataset id, dataset name) of a variant: base id + the variant's index in the vocabulary."""
+        variant(variant_name)
+        dataset_id = base_dataset_id + list(VARIANTS).index(variant_name)
+        return dataset_id, nnunet_dataset_name(dataset_id, variant_name)
+
+    def nnunet_dataset_record(self, dataset_name: str) -> Path:
+        return self.nnunet_dir / "records" / f"{dataset_name}.json"
+
+    def nnunet_model_dir(self, dataset_name: str, configuration: str) -> Path:
+        """nnU-Net's results folder of one trained configuration (``<trainer>__<plans>__<config>``)."""
+        from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
+
+        return self.nnunet_results / dataset_name / convert_trainer_plans_config_to_identifier(
+            NNUNET_TRAINER, NNUNET_PLANS, configuration)
+
+    def nnunet_softmax_dir(self, variant_name: str, split: str | None = None) -> Path:
+        """``nnunet/softmax/<variant>[/<split>]``."""
+        folder = self.nnunet_dir / "softmax" / variant_name
+        return folder / split if split else folder
+
+    def detection_dir(self, variant_name: str, split: str | None = None) -> Path:
+        """``predictions/<variant>[/<split>]``."""
+        folder = self.run_dir / "predictions" / variant_name
+        return folder / split if split else folder
+
+    def detection_map(self, variant_name: str, split: str, case_id: str) -> Path:
+        return self.detection_dir(variant_name, split) / f"{case_id}_detection_map.mha"
+
+    def detection_variants(self) -> list[str]:
+        """Variants with detection maps in this run, in the vocabulary's order."""
+        return [v for v in VARIANTS if (self.run_dir / "predictions" / v).is_dir()]
