@@ -15,8 +15,8 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.cases < 1:
         raise SystemExit("adunet synth: --cases must be at least 1")
-    out = synthesize_cohort(args.out, cases=args.cases, seed=args.seed, site=args.site)
-    print(f"wrote {args.cases} synthetic {args.site} case(s) in the PI-CAI layout to {out}")
+    out = synthesize_cohort(args.out, cases=args.cases, seed=args.seed, site=args.site, layout=args.layout)
+    print(f"wrote {args.cases} synthetic {args.site} case(s) in the {args.layout} layout to {out}")
     return 0
 
 
@@ -59,12 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "detection on biparametric prostate MRI.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a synthetic bpMRI cohort in the PI-CAI layout")
+    p = sub.add_parser("synth", help="write a synthetic bpMRI cohort in a real dataset's layout")
     p.add_argument("out", help="output folder (created)")
     p.add_argument("--cases", type=int, default=24, help="number of studies (default 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--site", choices=["internal", "external"], default="internal",
                    help="scanner profile: internal (PI-CAI-like) or external (a shifted test site)")
+    p.add_argument("--layout", choices=["picai", "prostate158", "manifest"], default="picai",
+                   help="picai (images/ + picai_labels, several label sources, patients with two studies), "
+                        "prostate158 (train/valid/test.csv, negatives without tumour file) or manifest (CSV)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("check", help="validate a dataset: every problem per case and file; non-zero exit on errors")

@@ -42,7 +42,7 @@ runs/<name>/
   preprocessed/slices.csv                       one row per gland slice: label, T2W slice index (01)
   preprocessed/config.json                      preprocessing settings and skipped cases (01)
   splits.json                                   folds, nnU-Net splits_final.json format (01)
-  models/<model>/<seq>[_full]/model.pt          weights + resolved config (02-04)
+  models/<model>/<seq>[_full|_partN]/model.pt   weights + resolved config; _partN: leak-free maps (02-04)
   models/<model>/<seq>[_full]/checkpoint.pt     resume point while training (02-04)
   models/<model>/<seq>[_full]/losses.csv        loss history, TensorBoard in tb/ (02-04)
   models/<model>/metrics.csv                    SSIM / PSNR per mode, split, sequence (02-04)
@@ -205,30 +205,33 @@ class RunContext:
 
         if not self.cases_table.is_file():
             raise AdunetError(f"{self.cases_table} not found: run notebook 01_preprocessing for this params file first")
-        return pd.read_csv(self.cases_table), pd.read_csv(self.slices_table)
+        ids = {"case_id": str, "patient_id": str}  # Prostate158 ids such as "001" stay strings
+        return pd.read_csv(self.cases_table, dtype=ids), pd.read_csv(self.slices_table, dtype={"case_id": str})
 
     # -- notebooks 02-04: reconstruction models -----------------------------------------------
     @property
     def models_dir(self) -> Path:
         return self.run_dir / "models"
 
-    def model_dir(self, model: str, sequence: str, mode: str = CROPPED) -> Path:
-        """``models/<model>/<seq>`` (cropped, the final setup) or ``<seq>_<mode>``."""
-        return self.models_dir / model / (sequence if mode == CROPPED else f"{sequence}_{mode}")
+    def model_dir(self, model: str, sequence: str, mode: str = CROPPED, part: int | None = None) -> Path:
+        """``models/<model>/<seq>`` (cropped, the final setup) or ``<seq>_<mode>``; ``_part<N>``: the
+        cross-fitted model that never saw the training cases of map part N (leak-free maps)."""
+        name = sequence if mode == CROPPED else f"{sequence}_{mode}"
+        return self.models_dir / model / (name if part is None else f"{name}_part{part}")
 
-    def model_checkpoint(self, model: str, sequence: str, mode: str = CROPPED) -> Path:
-        return self.model_dir(model, sequence, mode) / "model.pt"
+    def model_checkpoint(self, model: str, sequence: str, mode: str = CROPPED, part: int | None = None) -> Path:
+        return self.model_dir(model, sequence, mode, part) / "model.pt"
 
     def model_metrics(self, model: str) -> Path:
         return self.models_dir / model / "metrics.csv"
 
-    def model_checkpoints(self, model: str, mode: str = CROPPED) -> list[tuple[str, Path]] | None:
+    def model_checkpoints(self, model: str, mode: str = CROPPED, part: int | None = None) -> list[tuple[str, Path]] | None:
         """``(sequence, model.pt)`` covering the three sequences: one joint ``all`` model or one per
-        sequence; None when the model is not (completely) trained for ``mode``."""
-        joint = self.model_checkpoint(model, "all", mode)
+        sequence; None when the model is not (completely) trained for ``mode`` (and ``part``)."""
+        joint = self.model_checkpoint(model, "all", mode, part)
         if joint.is_file():
             return [("all", joint)]
-        found = [(seq, self.model_checkpoint(model, seq, mode)) for seq in SEQUENCES]
+        found = [(seq, self.model_checkpoint(model, seq, mode, part)) for seq in SEQUENCES]
         return found if all(path.is_file() for _, path in found) else None
 
     def trained_models(self, mode: str = CROPPED) -> list[str]:

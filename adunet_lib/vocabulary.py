@@ -18,12 +18,30 @@ INTERNAL, EXTERNAL = "internal", "external"
 SETS: tuple[str, str] = (INTERNAL, EXTERNAL)
 #: Splits: internal cases are ``train`` or ``val`` (fold 0 held out); external cases are ``test``.
 TRAIN, VAL, TEST = "train", "val", "test"
-#: The splits that are evaluated, and how tables name them.
-EVALUATED_SPLITS = {VAL: "validation", TEST: "external test"}
+#: Pooled out-of-fold: every trained fold's held-out cases, each predicted by its own fold's model.
+OOF = "oof"
+#: The evaluated sets, and how tables name them.
+EVALUATED_SPLITS = {VAL: "validation", OOF: "pooled out-of-fold", TEST: "external test"}
+#: What each evaluated set means (Table II and summary.md say it).
+EVALUATED_MEANING = {
+    VAL: "the internal cases held out in fold 0 (whole patients), predicted by the nnU-Net of fold 0, "
+         "which never saw them",
+    OOF: "the held-out cases of every trained fold pooled, each predicted by its own fold's nnU-Net "
+         "(PI-CAI's cross-validation practice); shown when more than one fold is trained",
+    TEST: "the external cases, predicted by the ensemble of every trained fold",
+}
 
 #: Slice labels of the slice table (``slices.csv``) and their integer codes for the models.
 HEALTHY, LESION, UNKNOWN = "healthy", "lesion", "unknown"
 LABEL_CODES = {HEALTHY: 0, LESION: 1, UNKNOWN: -1}
+
+#: Which internal cases train the reconstruction models (notebook 01's ``anomaly_cohort``).
+ANOMALY_COHORTS = {
+    "training_split": "every internal training-split case (healthy-only models use the csPCa-negative ones)",
+    "paper": "a seeded random subset of `anomaly_patients` training-split patients without csPCa (the paper's "
+             "'100 randomly chosen patients without visible abnormality'); models that also need lesion slices "
+             "(FP-GAN, the diffusion classifier) add the lesion slices of the training split's csPCa-positive cases",
+}
 
 #: Preprocessing modes: gland-cropped and masked (the paper's final setup) or the full field of view.
 CROPPED, FULL = "cropped", "full"
@@ -38,6 +56,8 @@ class Variant:
     ``adunet predict``.
 
     Example:
+        >>> VARIANTS["adunet_adc"].channel_names()
+        {'0': 'T2W', '1': 'CT', '2': 'HBV', '3': 'noNorm'}
         >>> VARIANTS["adunet_adc"].channels()
         [('sequence', 't2w'), ('sequence', 'adc'), ('sequence', 'hbv'), ('map', 'adc')]
     """
@@ -50,21 +70,26 @@ class Variant:
         """``(kind, sequence)`` per nnU-Net channel, in channel order."""
         return [("sequence", s) for s in SEQUENCES] + [("map", s) for s in self.maps]
 
-    def channel_names(self) -> dict[str, str]:
-        """``dataset.json``'s ``channel_names``: nnU-Net picks each channel's normalisation by name."""
-        return {str(i): (SEQUENCE_CHANNEL_NAMES[s] if kind == "sequence" else MAP_CHANNEL_NAME)
+    def channel_names(self, map_channel: str = "noNorm") -> dict[str, str]:
+        """``dataset.json``'s ``channel_names``: nnU-Net picks each channel's normalisation by name
+        (``map_channel``: the name, hence the normalisation, of the anomaly-map channels)."""
+        return {str(i): (SEQUENCE_CHANNEL_NAMES[s] if kind == "sequence" else map_channel)
                 for i, (kind, s) in enumerate(self.channels())}
 
 
-#: nnU-Net picks a normalisation per input channel from its *name*.
-#: Sequences: per-image z-score (nnU-Net's default for MRI, also what the PI-CAI baseline uses).
-#: Anomaly maps: "noNorm". A map is already on a scale shared by all cases (a difference of [0, 1]
-#: normalised intensities, 0 outside the gland); z-scoring it per image would divide each case by
-#: its own spread, blowing a healthy case's faint residual up to look like a lesion and erasing
-#: exactly the "how anomalous" information the map carries. "CT" normalisation would instead clip
-#: with percentiles of lesion (foreground) voxels only.
-SEQUENCE_CHANNEL_NAMES = {"t2w": "T2W", "adc": "ADC", "hbv": "HBV"}
+#: nnU-Net picks a normalisation per input channel from its *name*, and adunet names them as the
+#: PI-CAI baseline (picai_prep) does: T2W and HBV get nnU-Net's per-case z-score; ADC is named
+#: "CT", so nnU-Net normalises it over the whole dataset (clipped to the 0.5–99.5 percentiles of
+#: foreground voxels, then z-scored with their mean and spread): ADC values are physical
+#: (mm²/s × 10⁶), and one scale for all cases keeps them comparable.
+SEQUENCE_CHANNEL_NAMES = {"t2w": "T2W", "adc": "CT", "hbv": "HBV"}
+#: Anomaly maps, by default "noNorm" (``segmentation.map_normalisation``): a map is already on a scale
+#: shared by all cases (a difference of [0, 1] normalised intensities, 0 outside the gland); a
+#: per-case z-score would blow a healthy case's faint residual up to look like a lesion.
 MAP_CHANNEL_NAME = "noNorm"
+#: The names nnU-Net understands for a map channel (its normalisation schemes).
+MAP_NORMALISATIONS = {"noNorm": "none", "zscore": "per-case z-score", "CT": "dataset-wide, as CT",
+                      "rescale_to_0_1": "per-case min-max"}
 
 #: The paper's Table II rows, in its order; a variant's nnU-Net dataset id is base id + its index.
 VARIANTS: dict[str, Variant] = {v.name: v for v in (

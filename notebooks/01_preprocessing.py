@@ -41,7 +41,13 @@ synth_internal_cases: int = 24  # synthetic internal cohort size (used when inte
 synth_external_cases: int = 12  # synthetic external cohort size
 slice_size: int = 64  # in-plane size of the model slices (paper: 128)
 crop_margin_mm: float = 8.0  # margin around the gland bounding box
-n_folds: int = 3  # stratified cross-validation folds of the internal set; fold 0 = the validation split
+n_folds: int = 3  # cross-validation folds of the internal set, by patient, stratified by csPCa; fold 0 → the validation split
+splits: str = ""  # published folds instead: a JSON in nnU-Net's splits_final.json format ("" → make folds)
+lesion_sources: list = ["human_expert/resampled", "human_expert/Pooch25", "AI/Bosma22a"]  # picai_labels lesion masks, first found wins
+anomaly_cohort: str = "training_split"  # who trains the reconstruction models: "training_split" (every training case) or "paper" (N healthy patients)
+anomaly_patients: int = 100  # "paper" cohort size in patients (the paper: 100 patients without visible abnormality)
+leak_free_maps: int = 0  # 0 → off (the paper); k ≥ 2: cross-fit, each training case's map from models blind to it (k parts)
+synth_external_layout: str = "prostate158"  # layout of the synthetic external set (the paper's external set is Prostate158)
 on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
 show_cases: int = 3  # cases drawn in the preprocessing figure
 
@@ -64,19 +70,32 @@ print(ctx.run_dir, config)
 # %%
 datasets = stage.resolve_datasets(
     ctx, {"internal": internal_data, "external": external_data},
-    {"internal": synth_internal_cases, "external": synth_external_cases})
+    {"internal": synth_internal_cases, "external": synth_external_cases},
+    synth_layouts={"external": synth_external_layout}, lesion_sources=lesion_sources)
 for name, ds in datasets.items():
-    print(f"{name}: {len(ds)} cases ({ds.layout} layout) from {ds.root}")
+    print(f"{name}: {len(ds)} cases of {len({c.patient for c in ds})} patients ({ds.layout} layout) from {ds.root}")
+    for warning in ds.warnings:
+        print("warning:", warning)
 
 # %% [markdown]
 # ## Crop, mask, normalise, slice
 # Cases already preprocessed with the same settings are reused, so a re-run resumes.
 
 # %%
-tables = stage.preprocess_sets(ctx, datasets, config, n_folds=n_folds, on_error=on_case_error)
+tables = stage.preprocess_sets(ctx, datasets, config, n_folds=n_folds, on_error=on_case_error, splits_file=splits or None,
+                               anomaly_cohort=anomaly_cohort, anomaly_patients=anomaly_patients,
+                               leak_free_maps=leak_free_maps)
 for case_id, message in tables.skipped:
     print("skipped:", message)
 stage.summary(tables.cases)
+
+# %% [markdown]
+# ## Where the lesion masks came from
+# PI-CAI: the first of `lesion_sources` that has the study; Prostate158: the tumour file, or none
+# for a csPCa-negative case (a labelled negative with an empty mask).
+
+# %%
+stage.label_sources(tables.cases)
 
 # %% [markdown]
 # ## Fig. 2 — the preprocessing, case by case

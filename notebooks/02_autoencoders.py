@@ -32,7 +32,7 @@ seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-models: dict = {"dense_ae": {}, "spatial_ae": {}}  # registered model → its hyperparameters ({} = AEConfig: SGD, lr 0.1, StepLR 30 epochs)
+models: dict = {"dense_ae": {}, "spatial_ae": {}}  # registered model → its hyperparameters ({} → AEConfig: SGD, lr 0.1, StepLR 30 epochs)
 channels: str = "all"  # "per_sequence": one model per T2W/ADC/hbv (paper); "all": one 3-channel model
 modes: list = ["cropped", "full"]  # gland-cropped slices (final setup) and/or full slices (Table I, block 1)
 iterations: int = 80  # training steps per model

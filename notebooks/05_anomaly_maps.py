@@ -32,7 +32,7 @@ seed: int = 0  # one seed for every random choice of the run
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-models: list = []  # models to make maps with; [] = every model trained in this run (notebooks 02–04)
+models: list = []  # models to make maps with; [] → every model trained in this run (notebooks 02–04)
 blur_kernel: int = 4  # Φ's kernel size in model-slice pixels (paper: 8 at 128² slices)
 fig4_models: list = ["fpgan", "ddpm"]  # reconstructions shown in Fig. 4 (the paper: FP-GAN and diffusion)
 fig4_patients: int = 4  # patients in Fig. 4

@@ -17,8 +17,10 @@
 # adU-Net concatenates anomaly maps to the three sequences as extra nnU-Net input channels. Five
 # models are compared, each a real **nnU-Net v2** run (its own planning, preprocessing, training and
 # inference): the baseline on T2W, ADC and hbv, and adU-Net with the T2W, ADC, DWI (hbv) or all
-# three maps. Maps get nnU-Net's `noNorm` channel name: they are already on a scale shared by all
-# cases, which per-image z-scoring would destroy (see `adunet_lib/vocabulary.py`).
+# three maps. Channels are named as the PI-CAI baseline names them (picai_prep): T2W and HBV get
+# nnU-Net's per-case z-score, ADC is named `CT` so it is normalised over the whole dataset; maps get
+# `noNorm` by default (`map_normalisation`): they are already on a scale shared by all cases, which
+# per-image z-scoring would destroy (see `adunet_lib/vocabulary.py`).
 #
 # nnU-Net's environment variables point into this run's `nnunet/` folder, for these calls only.
 # Cross-validation folds are notebook 01's (fold 0 = the validation split): the run's `splits.json`
@@ -37,15 +39,16 @@ interactive: bool = True  # widgets in JupyterLab; static figures when false (he
 variants: list = ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"]  # Table II rows
 map_model: str = "fpgan"  # whose anomaly maps feed adU-Net (the paper: FP-GAN)
 configuration: str = "2d"  # nnU-Net configuration (paper: 3d_fullres)
-target_spacing: list = [3.0, 1.5, 1.5]  # [] = nnU-Net's own choice; e.g. [3.0, 1.0, 1.0] (z, y, x mm) for a CPU demo
-epochs: int = 8  # 0 = nnU-Net's default (1000)
-iterations_per_epoch: int = 10  # 0 = nnU-Net's default (250)
-val_iterations_per_epoch: int = 2  # 0 = nnU-Net's default (50)
-folds: list = [0]  # folds to train; fold 0's validation cases = the internal validation set
-batch_size: int = 6  # 0 = nnU-Net's planned batch size
+target_spacing: list = [3.0, 1.5, 1.5]  # [] → nnU-Net's own choice; e.g. [3.0, 1.0, 1.0] (z, y, x mm) for a CPU demo
+epochs: int = 8  # 0 → nnU-Net's default (1000)
+iterations_per_epoch: int = 10  # 0 → nnU-Net's default (250)
+val_iterations_per_epoch: int = 2  # 0 → nnU-Net's default (50)
+folds: list = [0]  # folds to train; fold 0's validation cases → the internal validation set
+batch_size: int = 6  # 0 → nnU-Net's planned batch size
 mirroring: bool = False  # test-time mirroring (nnU-Net default and paper: True)
 base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
+map_normalisation: str = "noNorm"  # nnU-Net normalisation of the map channels: noNorm (maps share one scale), zscore, CT, rescale_to_0_1
 
 # %%
 from adunet_lib.run_folder import RunContext
@@ -56,7 +59,7 @@ cases, slices = ctx.tables()
 settings = stage.SegmentationSettings.from_params(
     configuration=configuration, target_spacing=target_spacing, epochs=epochs, iterations_per_epoch=iterations_per_epoch,
     val_iterations_per_epoch=val_iterations_per_epoch, folds=folds, batch_size=batch_size, mirroring=mirroring,
-    base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed)
+    base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed, map_normalisation=map_normalisation)
 settings
 
 # %% [markdown]

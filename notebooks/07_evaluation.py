@@ -32,7 +32,7 @@ device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
 n_bootstrap: int = 500  # bootstrap replicates for CIs and paired tests (paper.yaml: 2000)
-params_name: str = ""  # shown in the summary; "" = the run folder's name
+params_name: str = ""  # shown in the summary; "" → the run folder's name
 
 # %%
 from IPython.display import Markdown
@@ -71,7 +71,7 @@ Markdown(stage.table2_markdown(table, n_bootstrap))
 
 # %%
 for split, per_model in results.items():
-    name = {"val": "validation", "test": "test"}[split]
+    name = {"val": "validation", "oof": "oof", "test": "test"}[split]
     save_figure(stage.roc_pr_figure(per_model, stage.SETS[split]), ctx.figure(f"roc_pr_{name}.png"))
     save_figure(stage.forest_figure(differences[differences["set"] == stage.SETS[split]], stage.SETS[split]),
                 ctx.figure(f"forest_{name}.png"))

@@ -43,7 +43,7 @@ def test_architecture_md_shows_the_run_folder_layout_module(repo):
 
 def test_run_folder_paths_are_written_in_one_module():
     """Stages ask the run folder; they do not spell its sub-folders themselves."""
-    spelled = re.compile(r'''["'](preprocessed|models|maps|nnunet|predictions|cases|splits\.json|mapset\.json)["']''')
+    spelled = re.compile(r'''/\s*f?["'](preprocessed|models|maps|nnunet|predictions|cases|raw|results|softmax|records|stamps|splits\.json|mapset\.json|params\.json|reproduce\.json)\b''')
     offenders = []
     for path in LIB.rglob("*.py"):
         if path.name in ("run_folder.py", "_worker.py"):
@@ -108,7 +108,7 @@ def test_notebooks_02_to_07_finished_with_the_source_data_moved_away(smoke_serie
     run, figures, timings = smoke_series
     ctx = RunContext(run, figures)
     assert len(timings) == 7
-    cases = pd.read_csv(run / "preprocessed" / "cases.csv")
+    cases, _ = ctx.tables()
     for _, row in cases.iterrows():
         folder = run / "cases" / row["set"] / row["case_id"]
         assert {p.name for p in folder.iterdir()} >= {"t2w.mha", "adc.mha", "hbv.mha", "gland.mha"}

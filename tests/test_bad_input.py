@@ -21,14 +21,14 @@ from adunet_lib.errors import AdunetError
 from adunet_lib.preprocessing.geometry import CropBox, crop
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_dataset
 
-LESIONS = "picai_labels/csPCa_lesion_delineations/human_expert/resampled"
-ZONES = "picai_labels/anatomical_delineations/zonal_pz_tz/synthetic/phantom"
-GLAND = "picai_labels/anatomical_delineations/whole_gland/synthetic/phantom"
+def lesion_case(root: Path):
+    """The first case with a lesion (its files wherever the layout's label sources put them)."""
+    ds = open_dataset(root)
+    return next(c for c in ds.cases if c.lesion is not None and read_image(c.lesion).array.any())
 
 
 def first_case(root: Path) -> tuple[str, Path]:
-    ds = open_dataset(root)
-    case = next(c for c in ds.cases if c.lesion is not None and read_image(c.lesion).array.any())
+    case = lesion_case(root)
     return case.case_id, Path(case.images["t2w"]).parent
 
 
@@ -66,15 +66,15 @@ def adc_outside_fov(root):
 
 
 def label_grid_mismatch(root):
-    cid, _ = first_case(root)
-    path = root / LESIONS / f"{cid}.nii.gz"
+    case = lesion_case(root)
+    cid, path = case.case_id, case.lesion
     rewrite(path, lambda im: Image(im.array, Geometry(im.geometry.size, (0.6, 0.6, 3.0), im.origin, im.direction)))
     return cid, path, r"lesion label grid differs from the T2W grid \(spacing"
 
 
 def label_out_of_range(root):
-    cid, _ = first_case(root)
-    path = root / LESIONS / f"{cid}.nii.gz"
+    case = lesion_case(root)
+    cid, path = case.case_id, case.lesion
 
     def bump(im):
         a = im.array.copy()
@@ -130,17 +130,17 @@ def truncated_mha(root):
 
 
 def corrupt_nifti(root):
-    cid, _ = first_case(root)
-    path = root / ZONES / f"{cid}.nii.gz"
+    case = lesion_case(root)
+    cid, path = case.case_id, case.zones
     path.write_bytes(b"\x1f\x8b this is not a gzip stream" * 10)
     return cid, path, r"zonal mask: corrupt or unreadable image \(not a recognised image format"
 
 
 def empty_gland_mask(root):
-    cid, _ = first_case(root)
-    for folder in (ZONES, GLAND):
-        rewrite(root / folder / f"{cid}.nii.gz", lambda im: im.with_array(np.zeros_like(im.array)))
-    return cid, root / ZONES / f"{cid}.nii.gz", "gland mask is empty"
+    case = lesion_case(root)
+    for path in (case.zones, case.gland):
+        rewrite(path, lambda im: im.with_array(np.zeros_like(im.array)))
+    return case.case_id, case.zones, "gland mask is empty"
 
 
 def write_dicom_series(image: Image, folder: Path) -> Path:
@@ -221,8 +221,8 @@ def test_each_kind_is_named_with_case_and_file(kind, cohort_copy, tmp_path, caps
 
 
 def test_lesion_outside_the_gland_warns_and_goes_on(cohort_copy, tmp_path, capsys):
-    cid, _ = first_case(cohort_copy)
-    path = cohort_copy / LESIONS / f"{cid}.nii.gz"
+    case = lesion_case(cohort_copy)
+    cid, path = case.case_id, case.lesion
 
     def outside(im):
         a = im.array.copy()

@@ -3,6 +3,7 @@
 import numpy as np
 
 from adunet_lib.cli import main
+from adunet_lib.data import open_dataset
 from adunet_lib.data.image import Geometry, Image, read_image, write_image
 
 
@@ -25,7 +26,6 @@ def test_clean_cohort_passes(capsys, synth_internal):
 
 def test_every_problem_is_listed_with_case_and_file(capsys, cohort_copy):
     pid_dir, case_id = _first_case(cohort_copy)
-    labels = cohort_copy / "picai_labels"
     # 1. missing sequence
     (pid_dir / f"{case_id}_hbv.mha").unlink()
     # 2. NaN voxels in ADC
@@ -34,14 +34,14 @@ def test_every_problem_is_listed_with_case_and_file(capsys, cohort_copy):
     arr[0, 0, :3] = np.nan
     write_image(adc.with_array(arr), pid_dir / f"{case_id}_adc.mha")
     # 3. label values out of range, 4. label on another grid (second case)
-    lesion_path = labels / "csPCa_lesion_delineations/human_expert/resampled" / f"{case_id}.nii.gz"
+    lesion_path = open_dataset(cohort_copy)[case_id].lesion
     lesion = read_image(lesion_path)
     bad = lesion.array.copy()
     bad[0, 0, 0] = 9
     write_image(lesion.with_array(bad), lesion_path)
     other_pid = sorted((cohort_copy / "images").iterdir())[1]
     other_id = sorted(other_pid.iterdir())[0].name.rsplit("_", 1)[0]
-    zones_path = labels / "anatomical_delineations/zonal_pz_tz/synthetic/phantom" / f"{other_id}.nii.gz"
+    zones_path = open_dataset(cohort_copy)[other_id].zones
     zones = read_image(zones_path)
     g = zones.geometry
     smaller = Geometry((g.size[0], g.size[1] - 4, g.size[2]), g.spacing, g.origin, g.direction)

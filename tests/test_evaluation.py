@@ -64,3 +64,18 @@ def test_missing_or_negative_detection_maps_are_refused(golden):
         evaluate_maps({c: p[0] for c, p in golden.items() if c != "D"}, labels)
     with pytest.raises(Exception, match="finite and ≥ 0"):
         evaluate_maps({c: -np.ones(SHAPE, np.float32) for c in labels}, labels)
+
+
+def test_the_evaluated_sets_validation_pooled_out_of_fold_and_external():
+    import pandas as pd
+
+    from adunet_lib.evaluation.stage import evaluated_cases
+
+    cases = pd.DataFrame({"set": ["internal"] * 5 + ["external"], "split": ["val", "val", "train", "train", "train", "test"],
+                          "fold": [0, 0, 1, 1, 2, -1], "case_id": list("abcdex"),
+                          "labeled": [True, True, True, False, True, True]})
+    assert list(evaluated_cases(cases, "val")["case_id"]) == ["a", "b"]
+    assert list(evaluated_cases(cases, "test")["case_id"]) == ["x"]
+    # pooled out-of-fold: every trained fold's labelled held-out cases; nothing with one fold trained
+    assert list(evaluated_cases(cases, "oof", folds=[0, 1])["case_id"]) == ["a", "b", "c"]
+    assert evaluated_cases(cases, "oof", folds=[0]).empty

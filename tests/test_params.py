@@ -116,3 +116,17 @@ def test_paths_become_absolute_and_default_to_the_params_name(repo, tmp_path):
 ])
 def test_type_rules(value, type_name, ok):
     assert type_ok(value, type_name) is ok
+
+
+def test_papermill_parses_every_parameter_line(repo):
+    """papermill's own parser must read every declared parameter: a line it cannot parse (e.g. an "=" in
+    the comment) makes every run warn "Passed unknown parameter" for a key that is in fact declared."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    from adunet_lib.runner.params import declared_parameters
+
+    for nb in find_notebooks(repo / "notebooks"):
+        cell = next(c for c in nbformat.read(str(nb.path), 4).cells if "parameters" in c.metadata.get("tags", []))
+        parsed = {p.name for p in PythonTranslator.inspect(cell)}
+        assert parsed == set(declared_parameters(nb.path)), (nb.name, set(declared_parameters(nb.path)) - parsed)

@@ -79,8 +79,9 @@ def test_prostate158_layout_remaps_zones_and_resamples_tumours(synth_internal, t
         loaded = load_case(case)
         np.testing.assert_array_equal(loaded.zones.array, original.zones.array)  # back to 1 = PZ, 2 = TZ
         assert loaded.cspca == bool(original.lesion.array.any())
-        if loaded.lesion is None:  # no tumour file: a negative case
-            assert not original.lesion.array.any()
+        if case.lesion is None:  # no tumour file: a labelled negative, an all-zero mask on the T2W grid
+            assert not original.lesion.array.any() and case.labeled
+            assert loaded.lesion.geometry == loaded.t2w.geometry and not loaded.lesion.array.any()
         else:
             assert loaded.lesion.geometry == loaded.t2w.geometry
             overlap = (loaded.lesion.array & original.lesion.array).sum() / original.lesion.array.sum()

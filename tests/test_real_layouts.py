@@ -184,3 +184,17 @@ def test_check_names_a_positive_without_mask_and_accepts_prostate158_negatives(p
     assert main(["check", str(root), "--quiet"]) == 0  # a warning, not an error
     out = capsys.readouterr().out
     assert f"warning: case {case.case_id}: the marksheet says csPCa but no lesion mask" in out
+
+
+def test_leak_free_map_parts_keep_patients_together_and_refuse_impossible_counts():
+    from adunet_lib.preprocessing.stage import map_parts
+
+    cases = pd.DataFrame({"set": "internal", "split": ["train"] * 6 + ["val"],
+                          "case_id": ["a1", "a2", "b", "c", "d", "e", "v"],
+                          "patient_id": ["a", "a", "b", "c", "d", "e", "v"],
+                          "cspca": [True, True, False, True, False, False, True]})
+    parts = map_parts(cases, 2, seed=0)
+    assert set(parts) == {"a1", "a2", "b", "c", "d", "e"} and parts["a1"] == parts["a2"]
+    assert set(parts.values()) == {0, 1} and map_parts(cases, 0, 0) == {}
+    with pytest.raises(AdunetError, match="leak_free_maps must be 0 .* 5 patients, not 9"):
+        map_parts(cases, 9, 0)

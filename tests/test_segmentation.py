@@ -10,13 +10,16 @@ from adunet_lib.segmentation.export import export_variant, write_splits
 from adunet_lib.vocabulary import VARIANTS
 
 
-def test_anomaly_maps_are_not_z_scored_but_sequences_are():
+def test_channels_are_normalised_as_the_picai_baseline_does_and_maps_not_at_all():
     from nnunetv2.preprocessing.normalization.map_channel_name_to_normalization import get_normalization_scheme
 
     names = VARIANTS["adunet_all"].channel_names()
     schemes = [get_normalization_scheme(names[str(i)]).__name__ for i in range(6)]
-    assert schemes[:3] == ["ZScoreNormalization"] * 3
+    # T2W and hbv per case (z-score); ADC named "CT": one dataset-wide normalisation (picai_prep's choice)
+    assert schemes[:3] == ["ZScoreNormalization", "CTNormalization", "ZScoreNormalization"]
     assert schemes[3:] == ["NoNormalization"] * 3
+    zscored = VARIANTS["adunet_adc"].channel_names("zscore")
+    assert get_normalization_scheme(zscored["3"]).__name__ == "ZScoreNormalization"
     assert len(VARIANTS["baseline"].channel_names()) == 3
 
 

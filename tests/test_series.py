@@ -39,10 +39,10 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
 
 
 def _external_study(run):
-    """One external-test study of the smoke run, as the files a user would hand to ``adunet predict``."""
-    from adunet_lib.data.readers import read_picai
+    """One external-test study of the smoke run (Prostate158 layout), as a user would hand it to ``adunet predict``."""
+    from adunet_lib.data.readers import open_dataset
 
-    return read_picai(run / "data" / "external").cases[0]
+    return open_dataset(run / "data" / "external").cases[0]
 
 
 @pytest.mark.slow
@@ -82,3 +82,70 @@ def test_predict_reproduces_the_runs_own_detection_map_for_a_study(smoke_series,
     empty = subprocess.run([*cmd[:cmd.index("--run")], "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
                            capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert empty.returncode == 2 and "not a finished run" in empty.stderr
+
+
+@pytest.mark.slow
+def test_the_series_counts_every_case_of_real_layouts(smoke_series):
+    """Internal set in the PI-CAI layout (patients with two studies, several label sources), external set in
+    the Prostate158 layout (negatives have no tumour file): every case counted, patients never split."""
+    import json
+
+    from adunet_lib.data.readers import open_dataset
+
+    run, figures, _ = smoke_series
+    cases = pd.read_csv(run / "preprocessed" / "cases.csv", dtype={"case_id": str, "patient_id": str})
+    external = open_dataset(run / "data" / "external")
+    assert external.layout == "prostate158"
+    ext = cases[cases["set"] == "external"]
+    assert sorted(ext["case_id"]) == sorted(external.case_ids) and ext["labeled"].all()
+    negatives = [c.case_id for c in external.cases if c.lesion is None]
+    assert negatives and set(negatives) <= set(ext["case_id"])
+    table2 = pd.read_csv(figures / "table2.csv")
+    ext_rows = table2[table2["set"] == "external test"]
+    assert (ext_rows["cases"] == len(external)).all()
+    assert (ext_rows["positives"] == len(external) - len(negatives)).all()
+    # internal: PI-CAI layout, folds by patient, label sources as the reader found them
+    internal = open_dataset(run / "data" / "internal")
+    inner = cases[cases["set"] == "internal"]
+    assert inner.groupby("patient_id")["fold"].nunique().max() == 1
+    assert inner["patient_id"].nunique() < len(inner)  # a patient with two studies is in the cohort
+    assert inner.set_index("case_id")["lesion_source"].to_dict() == {c.case_id: c.lesion_source for c in internal}
+    assert inner["lesion_source"].nunique() == 3
+    summary = (figures / "summary.md").read_text(encoding="utf-8")
+    for source, n in inner["lesion_source"].value_counts().items():
+        assert f"{source} {n}" in summary
+    # the split nnU-Net trained with is the run's splits.json
+    splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
+    used = sorted((run / "nnunet" / "preprocessed").glob("Dataset*/splits_final.json"))
+    assert len(used) == 5 and all(json.loads(p.read_text(encoding="utf-8")) == splits for p in used)
+    fold0 = set(inner.loc[inner["fold"] == 0, "case_id"])
+    assert set(splits[0]["val"]) == fold0 & set(inner.loc[inner["labeled"], "case_id"])
+    assert {p.name.split("_detection")[0] for p in (run / "predictions" / "baseline" / "val").iterdir()} == set(splits[0]["val"])
+
+
+@pytest.mark.slow
+def test_leak_free_maps_come_from_models_blind_to_the_case(smoke_series):
+    """params/smoke.yaml asks for leak-free maps in 2 parts: each training case's maps come from a model
+    trained without its part, and every map set records it."""
+    import json
+
+    from adunet_lib.run_folder import RunContext
+
+    run, figures, _ = smoke_series
+    ctx = RunContext(run, figures)
+    cases, slices = ctx.tables()
+    train = cases[(cases["set"] == "internal") & (cases["split"] == "train")]
+    assert sorted(train["map_part"].unique()) == [0, 1] and (cases.loc[cases["split"] != "train", "map_part"] == -1).all()
+    assert train.groupby("patient_id")["map_part"].nunique().max() == 1
+    for model in ctx.trained_models():
+        record = json.loads(ctx.map_record(model).read_text(encoding="utf-8"))
+        assert record["leak_free"] is True and record["seen_by_model"] == [], model
+        for part in (0, 1):
+            assert ctx.model_checkpoints(model, "cropped", part), (model, part)
+            # the part model never trained on its part's cases
+            losses = ctx.model_dir(model, "all", "cropped", part) / "model.pt"
+            from adunet_lib.anomaly_models.checkpoint import read_checkpoint
+
+            n_slices = read_checkpoint(losses)["training"]["train_slices"]
+            assert n_slices < read_checkpoint(ctx.model_checkpoint(model, "all"))["training"]["train_slices"]
+    assert "leak-free" in (figures / "summary.md").read_text(encoding="utf-8")

@@ -15,7 +15,8 @@ import pandas as pd
 from adunet_lib.anomaly_maps.maps import case_maps, slice_maps
 from adunet_lib.anomaly_maps.quality import quality_table
 from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, reconstruct_stack
-from adunet_lib.anomaly_models.registry import display_name
+from adunet_lib.anomaly_models.data import cases_seen
+from adunet_lib.anomaly_models.registry import display_name, get
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.data.image import read_image, write_image
 from adunet_lib.progress import progress
@@ -23,9 +24,18 @@ from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, SEQUENCE_DISPLAY, SEQUENCES, TEST, VAL
 
 
-def map_fingerprint(ctx: RunContext, model: str, kernel_size: int) -> str:
-    """What a map set is made from: the kernel, the model's checkpoints and the preprocessed cases."""
-    ckpts = [str(p.relative_to(ctx.run_dir)) for _, p in checkpoints(ctx, model, CROPPED)]
+def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
+    """case → the map part whose cross-fitted model makes its maps (None: the run's model)."""
+    if "map_part" not in cases:
+        return {cid: None for cid in cases["case_id"]}
+    return {cid: (int(p) if p >= 0 else None) for cid, p in zip(cases["case_id"], cases["map_part"])}
+
+
+def map_fingerprint(ctx: RunContext, model: str, kernel_size: int, parts: set | None = None) -> str:
+    """What a map set is made from: the kernel, the model's checkpoints (those of every map part with
+    leak-free maps) and the preprocessed cases."""
+    ckpts = [str(p.relative_to(ctx.run_dir)) for part in sorted(parts or {None}, key=lambda v: -1 if v is None else v)
+             for _, p in checkpoints(ctx, model, CROPPED, part)]
     return fingerprint({"kernel_size": kernel_size, "mode": CROPPED, "checkpoints": ckpts},
                        upstream=[recorded(ctx.preprocessing_record).get("fingerprint", "")],
                        files=[ctx.run_dir / c for c in ckpts])
@@ -37,7 +47,8 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
     rows = []
     for model in models:
         folder, record = ctx.map_dir(model), ctx.map_record(model)
-        key = map_fingerprint(ctx, model, kernel_size)
+        parts = _parts(cases)
+        key = map_fingerprint(ctx, model, kernel_size, set(parts.values()))
         if folder.is_dir() and not is_current(record, key):
             shutil.rmtree(folder)  # made by another checkpoint, kernel or cohort: stale
         cache: dict = {}
@@ -45,11 +56,15 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
             done = all(ctx.map_file(model, row["case_id"], s).is_file() for s in SEQUENCES)
             if not done:
                 pre = ctx.preprocessed_case(row["set"], row["case_id"])
-                for seq, image in case_maps(pre, pseudo_healthy(ctx, model, pre, cache), kernel_size).items():
+                healthy = pseudo_healthy(ctx, model, pre, cache, parts[row["case_id"]])
+                for seq, image in case_maps(pre, healthy, kernel_size).items():
                     write_image(image, ctx.map_file(model, row["case_id"], seq))
             rows.append({"model": model, "set": row["set"], "case_id": row["case_id"], "reused": done})
         write_record(record, key, model=model, display_name=display_name(model), kernel_size=kernel_size,
-                     checkpoints=[str(p.relative_to(ctx.run_dir)) for _, p in checkpoints(ctx, model)])
+                     checkpoints=[str(p.relative_to(ctx.run_dir)) for _, p in checkpoints(ctx, model)],
+                     cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
+                     leak_free=any(p is not None for p in parts.values()),
+                     seen_by_model=cases_seen(cases, get(model).uses_labels))
     return pd.DataFrame(rows)
 
 

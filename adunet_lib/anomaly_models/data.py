@@ -13,7 +13,7 @@ from adunet_lib.anomaly_models.base import SliceBatch
 from adunet_lib.cache import fingerprint
 from adunet_lib.errors import AdunetError
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import CROPPED, HEALTHY, LABEL_CODES, LESION, SEQUENCES
+from adunet_lib.vocabulary import CROPPED, HEALTHY, LABEL_CODES, LESION, SEQUENCES, TRAIN
 
 
 def channels_of(sequence: str) -> list[int]:
@@ -87,6 +87,34 @@ def load_slices(ctx: RunContext, slices: pd.DataFrame, sequence: str = "all", mo
     key = fingerprint({"sequence": sequence, "mode": mode, "slices": index.values.tolist()}, upstream=stamps)
     return SliceData(np.ascontiguousarray(np.concatenate(images), dtype=np.float32), np.concatenate(labels),
                      np.concatenate(masks), np.concatenate(lesions), index, key)
+
+
+def cohort_slices(slices: pd.DataFrame, uses_labels: bool) -> pd.DataFrame:
+    """The rows of a slice table that train a model: the anomaly cohort's (notebook 01's
+    ``anomaly_train``); a label-using model also gets the training split's lesion slices."""
+    if "anomaly_train" not in slices:
+        return slices
+    keep = slices["anomaly_train"].astype(bool)
+    if uses_labels:
+        keep |= (slices["label"] == LESION) & (slices["split"] == TRAIN)
+    return slices[keep]
+
+
+def map_parts(table: pd.DataFrame) -> list[int]:
+    """The map parts of a run's cases or slices table (leak-free maps; [] when off)."""
+    if "map_part" not in table:
+        return []
+    return sorted(int(p) for p in table["map_part"].unique() if p >= 0)
+
+
+def cases_seen(cases: pd.DataFrame, uses_labels: bool) -> list[str]:
+    """The cases whose map was made by a model that was trained on their slices (recorded with the
+    maps): training-split cases, unless leak-free maps give each one a model blind to it."""
+    train = (cases["split"] == TRAIN) & (cases["map_part"] < 0 if "map_part" in cases else True)
+    seen = train & (cases["anomaly_train"].astype(bool) if "anomaly_train" in cases else True)
+    if uses_labels:
+        seen |= train & cases["cspca"].fillna(False).astype(bool)
+    return sorted(cases.loc[seen, "case_id"])
 
 
 def training_slices(data: SliceData, uses_labels: bool, healthy_from: str = "negative_cases") -> SliceData:

@@ -19,25 +19,26 @@ from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED
 
 
-def checkpoints(ctx: RunContext, model: str, mode: str = CROPPED) -> list[tuple[str, Path]]:
+def checkpoints(ctx: RunContext, model: str, mode: str = CROPPED, part: int | None = None) -> list[tuple[str, Path]]:
     """``(sequence, model.pt)`` of ``model`` covering all three sequences; a one-line error if missing."""
-    found = ctx.model_checkpoints(model, mode)
+    found = ctx.model_checkpoints(model, mode, part)
     if not found:
-        raise AdunetError(f"{ctx.model_dir(model, 'all', mode).parent}: {model} ({mode}) is not trained in this run "
+        which = f"{model} ({mode}{'' if part is None else f', map part {part}'})"
+        raise AdunetError(f"{ctx.model_dir(model, 'all', mode).parent}: {which} is not trained in this run "
                           "(notebooks 02–04)")
     return found
 
 
 def reconstruct_stack(ctx: RunContext, model: str, images: np.ndarray, mode: str = CROPPED,
-                      masks: np.ndarray | None = None, cache: dict | None = None) -> np.ndarray:
+                      masks: np.ndarray | None = None, cache: dict | None = None, part: int | None = None) -> np.ndarray:
     """Pseudo-healthy G(x) of slices ``(N, 3, S, S)`` (all three sequences), in [0, 1].
 
     For cropped images the result is masked to the gland like the input. ``cache`` keeps loaded
-    models between calls.
+    models between calls; ``part``: the cross-fitted model of a map part (leak-free maps).
     """
     cache = {} if cache is None else cache
     out = np.zeros_like(images)
-    for sequence, path in checkpoints(ctx, model, mode):
+    for sequence, path in checkpoints(ctx, model, mode, part):
         if path not in cache:
             cache[path] = load_model(path, device=ctx.device)
         channels = channels_of(sequence)
@@ -48,13 +49,14 @@ def reconstruct_stack(ctx: RunContext, model: str, images: np.ndarray, mode: str
     return out
 
 
-def pseudo_healthy(ctx: RunContext, model: str, pre, cache: dict | None = None) -> np.ndarray:
-    """G(x) for every gland slice of a preprocessed case, ``(3, n, S, S)`` (non-gland slices: the input)."""
+def pseudo_healthy(ctx: RunContext, model: str, pre, cache: dict | None = None, part: int | None = None) -> np.ndarray:
+    """G(x) for every gland slice of a preprocessed case, ``(3, n, S, S)`` (non-gland slices: the input);
+    ``part``: use the cross-fitted model that never saw this case (leak-free maps)."""
     st = pre.stack(CROPPED)
     keep = st.gland_slices()
     out = st.images.copy()
     if keep.size:
         stack = np.ascontiguousarray(st.images[:, keep].transpose(1, 0, 2, 3))
-        rec = reconstruct_stack(ctx, model, stack, CROPPED, st.gland[keep][:, None].astype(np.float32), cache)
+        rec = reconstruct_stack(ctx, model, stack, CROPPED, st.gland[keep][:, None].astype(np.float32), cache, part)
         out[:, keep] = rec.transpose(1, 0, 2, 3)
     return out

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adunet_lib.anomaly_models.data import SliceData, load_slices
+from adunet_lib.anomaly_models.data import SliceData, cohort_slices, load_slices, map_parts
 from adunet_lib.anomaly_models.inference import reconstruct_stack
 from adunet_lib.anomaly_models.metrics import reconstruction_table
-from adunet_lib.anomaly_models.registry import available, display_name
+from adunet_lib.anomaly_models.registry import available, display_name, get
 from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import atomic_path
@@ -50,26 +50,40 @@ def check_models(models: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def train_models(ctx: RunContext, models: Mapping[str, Any], slices: pd.DataFrame, channels: str,
                  modes: Sequence[str], settings: TrainSettings, show_progress: bool = True) -> pd.DataFrame:
     """Train (or load) every model of ``models`` (name → its hyperparameters) for every sequence group
-    and mode on the internal training split.
+    and mode on the run's anomaly cohort (notebook 01's ``anomaly_cohort``: the internal training split
+    by default).
 
     Returns one row per trained model folder: model, mode, sequence, iterations, final losses.
     """
     rows = []
+    parts = map_parts(slices)
     for name, config in check_models(models).items():
-        for mode in modes:
+        cohort = cohort_slices(slices, get(name).uses_labels)
+        # the models of the run, then (leak-free maps) one per map part, blind to that part's cases
+        jobs = [(mode, None, cohort) for mode in modes]
+        jobs += [(CROPPED, part, cohort[cohort["map_part"] != part]) for part in parts]
+        for mode, part, rows_used in jobs:
             for seq in model_sequences(channels):
-                data = load_slices(ctx, slices, seq, mode, splits=[TRAIN], sets=[INTERNAL])
-                _, history = fit(name, data, ctx.model_dir(name, seq, mode), settings, config, device=ctx.device,
-                                 show_progress=show_progress)
+                data = load_slices(ctx, rows_used, seq, mode, splits=[TRAIN], sets=[INTERNAL])
+                try:
+                    _, history = fit(name, data, ctx.model_dir(name, seq, mode, part), settings, config,
+                                     device=ctx.device, show_progress=show_progress)
+                except AdunetError as exc:
+                    if part is None:
+                        raise
+                    raise AdunetError(f"leak-free maps, {name} without map part {part}: {exc} (set leak_free_maps "
+                                      "lower, or 0, in notebook 01's params)") from None
                 final = history.iloc[-1].to_dict() if len(history) else {}
-                rows.append({"model": name, "mode": mode, "sequence": seq, "iterations": settings.iterations,
-                             **{k: v for k, v in final.items() if k != "iteration"}})
+                rows.append({"model": name, "mode": mode, "part": -1 if part is None else part, "sequence": seq,
+                             "iterations": settings.iterations, **{k: v for k, v in final.items() if k != "iteration"}})
     return pd.DataFrame(rows)
 
 
 def evaluate_models(ctx: RunContext, models: Sequence[str], slices: pd.DataFrame, mode: str, split: str, set_name: str,
                     healthy_only: bool = True) -> pd.DataFrame:
-    """Mean SSIM / PSNR per model and sequence on one split (inside the gland for cropped images)."""
+    """Mean SSIM / PSNR per model and sequence on one split: inside the gland for cropped images
+    (``ssim``/``psnr``) and over the whole slice (``ssim_slice``/``psnr_slice``, which the masked-out
+    background inflates for cropped images; the same numbers for full images)."""
     table = slices[(slices["split"] == split) & (slices["set"] == set_name)]
     if healthy_only:
         table = table[table["label"] == HEALTHY]
@@ -80,10 +94,13 @@ def evaluate_models(ctx: RunContext, models: Sequence[str], slices: pd.DataFrame
     for model in models:
         rec = reconstruct_stack(ctx, model, data.images, mode, data.masks)
         per = reconstruction_table(data.images, rec, data.masks if mode == CROPPED else None, list(SEQUENCES))
-        for seq, group in per.groupby("sequence", sort=False):
+        whole = reconstruction_table(data.images, rec, None, list(SEQUENCES)) if mode == CROPPED else per
+        for (seq, group), (_, slice_group) in zip(per.groupby("sequence", sort=False),
+                                                  whole.groupby("sequence", sort=False)):
             rows.append({"model": model, "mode": mode, "set": set_name, "split": split, "sequence": seq,
                          "ssim": group["ssim"].mean(), "psnr": group["psnr"].replace(np.inf, np.nan).mean(),
-                         "slices": len(group)})
+                         "ssim_slice": slice_group["ssim"].mean(),
+                         "psnr_slice": slice_group["psnr"].replace(np.inf, np.nan).mean(), "slices": len(group)})
     return pd.DataFrame(rows)
 
 
@@ -117,8 +134,28 @@ def _write_metrics(ctx: RunContext, model: str, frame: pd.DataFrame) -> None:
         frame.to_csv(tmp, index=False)
 
 
+#: The paper's Table I: (block, method, modality) → (SSIM, PSNR dB), for comparison next to ours.
+PAPER_TABLE1 = {
+    ("Full images", "Vanilla AE", "T2W"): (0.1885, 11.8812), ("Full images", "Vanilla AE", "ADC"): (0.1692, 14.0192),
+    ("Full images", "Vanilla AE", "DWI"): (0.2475, 14.0217), ("Full images", "Spatial AE", "T2W"): (0.2401, 14.1857),
+    ("Full images", "Spatial AE", "ADC"): (0.2478, 17.1155), ("Full images", "Spatial AE", "DWI"): (0.2891, 15.5884),
+    ("Full images", "Diffusion Model", "T2W"): (0.7456, 23.8554),
+    ("Full images", "Diffusion Model", "ADC"): (0.7647, 25.0425),
+    ("Full images", "Diffusion Model", "DWI"): (0.7673, 27.4743), ("Full images", "FP GAN", "T2W"): (0.7902, 21.9702),
+    ("Full images", "FP GAN", "ADC"): (0.7515, 21.666), ("Full images", "FP GAN", "DWI"): (0.7445, 24.9116),
+    ("Cropped images", "Diffusion Model", "T2W"): (0.8547, 24.029),
+    ("Cropped images", "Diffusion Model", "ADC"): (0.8895, 21.841),
+    ("Cropped images", "Diffusion Model", "DWI"): (0.8562, 22.005),
+    ("Cropped images", "FP GAN", "T2W"): (0.939, 30.532), ("Cropped images", "FP GAN", "ADC"): (0.957, 31.475),
+    ("Cropped images", "FP GAN", "DWI"): (0.961, 31.342), ("Test results", "FP GAN", "T2W"): (0.9480, 28.079),
+    ("Test results", "FP GAN", "ADC"): (0.8730, 28.528), ("Test results", "FP GAN", "DWI"): (0.6916, 27.8080),
+}
+
 TABLE1_NOTE = ("Healthy slices only (on lesion slices a good pseudo-healthy model is *meant* to differ). "
-               "Cropped images: SSIM and PSNR inside the gland mask; full images: whole slice. Images are "
+               "Cropped images: SSIM and PSNR inside the gland mask, and over the whole cropped slice (its "
+               "masked-out background, 0 in both images, inflates them; the paper does not say which it reports); "
+               "full images: whole slice. 'paper': the paper's Table I on real PI-CAI data (blank where it has "
+               "no such row). Images are "
                "normalised per case and sequence to [0, 1] (data range 1). Validation: internal held-out "
                "cases; test: the external set. DWI = the high-b image (hbv).")
 
@@ -158,7 +195,12 @@ def table1(ctx: RunContext, models: Sequence[str] | None = None) -> pd.DataFrame
                 if len(hit):
                     rows.append({"block": block, "method": display_name(model), "modality": SEQUENCE_DISPLAY[seq],
                                  "SSIM": float(hit["ssim"].iloc[0]), "PSNR (dB)": float(hit["psnr"].iloc[0]),
-                                 "slices": int(hit["slices"].iloc[0])})
+                                 "SSIM (whole slice)": float(hit["ssim_slice"].iloc[0]),
+                                 "PSNR (dB, whole slice)": float(hit["psnr_slice"].iloc[0]),
+                                 "slices": int(hit["slices"].iloc[0]),
+                                 **dict(zip(("paper SSIM", "paper PSNR (dB)"),
+                                            PAPER_TABLE1.get((block, display_name(model), SEQUENCE_DISPLAY[seq]),
+                                                             (np.nan, np.nan))))})
     return pd.DataFrame(rows)
 
 

@@ -47,6 +47,12 @@ class Case:
             an error.
         duplicates: sequence → every file found for it, when more than one was found.
         expected: sequence → the path where a missing file was looked for (for error messages).
+        patient_id: the patient (several studies of one patient share it; folds never split it).
+        lesion_source: where the lesion mask came from (e.g. ``human_expert/resampled``), or why
+            there is none.
+        negative_without_lesion: the case is a fully annotated csPCa negative that has no lesion
+            file (Prostate158 negatives; PI-CAI studies the marksheet calls negative): its lesion
+            mask is all zeros on the T2W grid.
     """
 
     case_id: str
@@ -60,6 +66,18 @@ class Case:
     lesion_on_other_grid: bool = False
     duplicates: Mapping[str, tuple[Path, ...]] = dataclasses.field(default_factory=dict)
     expected: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    patient_id: str = ""
+    lesion_source: str = ""
+    negative_without_lesion: bool = False
+
+    @property
+    def patient(self) -> str:
+        return self.patient_id or self.case_id
+
+    @property
+    def labeled(self) -> bool:
+        """Is there a voxel-level lesion reference (a mask, or a known negative)?"""
+        return self.lesion is not None or self.negative_without_lesion
 
     @property
     def has_gland_mask(self) -> bool:
@@ -230,9 +248,10 @@ def check_overlap(case: Case, seq: str, image: Image, t2w: Image) -> None:
 
 
 def load_lesion(case: Case, t2w: Image) -> Image | None:
-    """The binarised lesion label on the T2W grid, or None when the case is unlabeled."""
+    """The binarised lesion label on the T2W grid (all zeros for a known negative without a lesion
+    file), or None when the case is unlabeled."""
     if case.lesion is None:
-        return None
+        return t2w.with_array(np.zeros(t2w.shape, np.uint8)) if case.negative_without_lesion else None
     lesion = _label_on_t2w(case, case.lesion, t2w, "lesion label", case.lesion_on_other_grid)
     values = np.unique(lesion.array)
     bad = values[(values < 0) | (values > MAX_LESION_VALUE)]

@@ -53,8 +53,10 @@ def check_case(case: Case) -> list[Finding]:
     if not case.has_gland_mask:
         exc = missing_mask_error(case)
         findings.append(Finding("warning", case.case_id, exc.path, exc.message))
-    if case.lesion is None:
-        findings.append(Finding("warning", case.case_id, None, "no lesion label: usable for inference only"))
+    if not case.labeled:
+        why = ("the marksheet says csPCa but no lesion mask was found in any label source: kept out of voxel-level "
+               "training and evaluation" if case.cspca else "no lesion label: usable for inference only")
+        findings.append(Finding("warning", case.case_id, None, why))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warn_lesion_outside_gland(case, lesion, gland)

@@ -42,9 +42,13 @@ from adunet_lib.data.image import Geometry, Image, write_image
 from adunet_lib.progress import progress
 from adunet_lib.fileio import atomic_path, write_json
 
-LESION_DIR = "picai_labels/csPCa_lesion_delineations/human_expert/resampled"
-ZONES_DIR = "picai_labels/anatomical_delineations/zonal_pz_tz/synthetic/phantom"
-GLAND_DIR = "picai_labels/anatomical_delineations/whole_gland/synthetic/phantom"
+LESION_SOURCES = {"resampled": "csPCa_lesion_delineations/human_expert/resampled",
+                  "Pooch25": "csPCa_lesion_delineations/human_expert/Pooch25",
+                  "Bosma22a": "csPCa_lesion_delineations/AI/Bosma22a"}
+ZONE_SOURCES = ("anatomical_delineations/zonal_pz_tz/AI/HeviAI23", "anatomical_delineations/zonal_pz_tz/AI/Yuan23")
+GLAND_SOURCE = "anatomical_delineations/whole_gland/AI/Bosma22b"
+#: Where the synthetic PI-CAI cohort's csPCa-positive studies find their lesion masks, in turn.
+SOURCE_CYCLE = ("resampled", "Pooch25", "resampled", "Bosma22a")
 MARKSHEET = "picai_labels/clinical_information/marksheet.csv"
 
 
@@ -350,46 +354,145 @@ def synthesize_case(index: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
     }
 
 
-def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "internal",
-                      config: SynthConfig | None = None, show_progress: bool = True) -> Path:
-    """Write ``cases`` synthetic studies in the PI-CAI layout under ``out``.
+LAYOUTS = ("picai", "prostate158", "manifest")
 
-    Writes ``images/<pid>/<pid>_<sid>_{t2w,adc,hbv}.mha``, lesion labels (ISUP 2..5 inside lesions),
-    zonal and whole-gland masks, ``clinical_information/marksheet.csv`` and ``synth.json`` (settings
-    and per-case lesion facts). Cases already written with the same settings are kept (resumable).
+
+def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "internal",
+                      config: SynthConfig | None = None, show_progress: bool = True, layout: str = "picai") -> Path:
+    """Write ``cases`` synthetic studies under ``out`` in a real dataset's layout; returns what
+    :func:`~adunet_lib.data.readers.open_dataset` opens (the folder, or the manifest file).
+
+    - ``picai``: ``images/<pid>/<pid>_<sid>_{t2w,adc,hbv}.mha`` and a ``picai_labels`` tree as the real
+      one: every sixth study is a second study of the previous patient; csPCa lesions are delineated
+      under ``human_expert/resampled`` (values = ISUP), but some positives only under
+      ``human_expert/Pooch25`` and some only by the AI (``AI/Bosma22a``, value 1, which covers every
+      study as in picai_labels); zones come from two AI sources (``AI/HeviAI23``, ``AI/Yuan23``), the
+      whole gland from ``AI/Bosma22b``; ``clinical_information/marksheet.csv``.
+    - ``prostate158``: ``train.csv``/``valid.csv``/``test.csv`` and ``<split>/<ID>/`` folders of NIfTI
+      files (``t2``, ``adc``, ``dwi``, ``t2_anatomy_reader1`` with 1 = TZ, 2 = PZ, and — for cancer
+      cases only — ``adc_tumor_reader1`` drawn on the ADC grid); negatives have no tumour file.
+    - ``manifest``: ``manifest.csv`` (``case_id,patient_id,t2w,adc,hbv,lesion,zones,cspca``) + files.
+
+    ``synth.json`` (settings and per-case lesion facts) is written last; a cohort already written
+    with the same settings is kept (resumable).
 
     Example:
-        >>> synthesize_cohort("runs/demo/data/internal", cases=24, seed=0)  # doctest: +SKIP
+        >>> synthesize_cohort("runs/demo/data/external", cases=12, site="external", layout="prostate158")  # doctest: +SKIP
     """
     if site not in SITES and config is None:
         raise ValueError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     cfg = config or SITES[site]
     out = Path(out)
-    settings = {"seed": seed, "cases": cases, "config": cfg.to_dict()}
+    settings = {"seed": seed, "cases": cases, "layout": layout, "config": cfg.to_dict()}
     meta_path = out / "synth.json"
+    entry = out / "manifest.csv" if layout == "manifest" else out
     if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("settings") == json.loads(json.dumps(settings)):
-        return out
-    rows, facts = [], {}
+        return entry
+    writer = {"picai": _PicaiWriter, "prostate158": _Prostate158Writer, "manifest": _ManifestWriter}[layout](out, cfg)
+    facts = {}
     for i in progress(range(cases), desc=f"synth {site}", enabled=show_progress, unit="case"):
-        pid, sid = str(cfg.id_offset + i), str(1000000 + cfg.id_offset + i)
-        case_id = f"{pid}_{sid}"
         data = synthesize_case(i, seed, cfg)
-        for seq in ("t2w", "adc", "hbv"):
-            write_image(data[seq], out / "images" / pid / f"{case_id}_{seq}.mha")
-        write_image(data["lesion"], out / LESION_DIR / f"{case_id}.nii.gz")
-        write_image(data["zones"], out / ZONES_DIR / f"{case_id}.nii.gz")
-        write_image(data["zones"].with_array((data["zones"].array > 0).astype(np.uint8)),
-                    out / GLAND_DIR / f"{case_id}.nii.gz")
-        positive = data["isup"] >= 2
-        rows.append({"patient_id": pid, "study_id": sid, "case_ISUP": data["isup"],
-                     "case_csPCa": "YES" if positive else "NO", "center": f"SYNTH-{site.upper()}"})
-        facts[case_id] = data["facts"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["patient_id"])
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(out / MARKSHEET) as tmp:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+        facts[writer.write(i, data)] = data["facts"]
+    writer.finish()
     # written last: its presence marks a complete cohort
     write_json(meta_path, {"settings": settings, "cases": facts})
-    return out
+    return entry
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+class _PicaiWriter:
+    def __init__(self, out: Path, cfg: SynthConfig):
+        self.out, self.cfg, self.rows, self.pid, self.positives = out, cfg, [], "", 0
+
+    def write(self, i: int, data: dict[str, Any]) -> str:
+        # every sixth study belongs to the patient of the study before it (PI-CAI: 1,500 studies of 1,476 patients)
+        if not (i % 6 == 5 and self.pid):
+            self.pid = str(self.cfg.id_offset + i)
+        sid = str(1000000 + self.cfg.id_offset + i)
+        case_id = f"{self.pid}_{sid}"
+        for seq in ("t2w", "adc", "hbv"):
+            write_image(data[seq], self.out / "images" / self.pid / f"{case_id}_{seq}.mha")
+        positive = data["isup"] >= 2
+        labels = self.out / "picai_labels"
+        lesion = data["lesion"]
+        # about half the positives are delineated by the human experts (as 220 of PI-CAI's 425);
+        # of the others, one in two has a Pooch25 mask, the rest only the AI's
+        source = SOURCE_CYCLE[self.positives % len(SOURCE_CYCLE)] if positive else "resampled"
+        self.positives += positive
+        if source != "Bosma22a":
+            write_image(lesion, labels / LESION_SOURCES[source] / f"{case_id}.nii.gz")
+        ai = lesion.with_array((lesion.array >= 2).astype(np.uint8))  # AI masks: 1 = csPCa (ISUP ≥ 2)
+        write_image(ai, labels / LESION_SOURCES["Bosma22a"] / f"{case_id}.nii.gz")
+        zones_source = ZONE_SOURCES[i % len(ZONE_SOURCES)]
+        write_image(data["zones"], labels / zones_source / f"{case_id}.nii.gz")
+        write_image(data["zones"].with_array((data["zones"].array > 0).astype(np.uint8)),
+                    labels / GLAND_SOURCE / f"{case_id}.nii.gz")
+        self.rows.append({"patient_id": self.pid, "study_id": sid, "case_ISUP": data["isup"],
+                          "case_csPCa": "YES" if positive else "NO", "center": f"SYNTH-{self.cfg.site.upper()}"})
+        return case_id
+
+    def finish(self) -> None:
+        _write_csv(self.out / MARKSHEET, self.rows, ["patient_id", "study_id", "case_ISUP", "case_csPCa", "center"])
+
+
+class _Prostate158Writer:
+    SPLITS = ("train", "valid", "test")
+    COLUMNS = ["ID", "t2", "adc", "dwi", "t2_anatomy_reader1", "adc_tumor_reader1"]
+
+    def __init__(self, out: Path, cfg: SynthConfig):
+        self.out, self.cfg, self.rows = out, cfg, {s: [] for s in self.SPLITS}
+
+    def write(self, i: int, data: dict[str, Any]) -> str:
+        from adunet_lib.preprocessing.geometry import resample_to
+
+        case_id = f"{i + 1:03d}"
+        split = self.SPLITS[i % 3]
+        rel = Path(split) / case_id
+        folder = self.out / rel
+        for name, seq in (("t2", "t2w"), ("adc", "adc"), ("dwi", "hbv")):
+            write_image(data[seq], folder / f"{name}.nii.gz")
+        zones = data["zones"].array
+        anatomy = np.where(zones == 1, 2, np.where(zones == 2, 1, 0)).astype(np.uint8)  # 1 = TZ, 2 = PZ
+        write_image(data["zones"].with_array(anatomy), folder / "t2_anatomy_reader1.nii.gz")
+        row = {"ID": case_id, "t2": f"{rel}/t2.nii.gz", "adc": f"{rel}/adc.nii.gz", "dwi": f"{rel}/dwi.nii.gz",
+               "t2_anatomy_reader1": f"{rel}/t2_anatomy_reader1.nii.gz", "adc_tumor_reader1": ""}
+        if data["isup"] >= 2:  # tumours are drawn on the ADC grid; negatives have no tumour file
+            tumour = resample_to(data["lesion"].with_array((data["lesion"].array >= 2).astype(np.uint8)),
+                                 data["adc"].geometry, "nearest")
+            write_image(tumour, folder / "adc_tumor_reader1.nii.gz")
+            row["adc_tumor_reader1"] = f"{rel}/adc_tumor_reader1.nii.gz"
+        self.rows[split].append(row)
+        return case_id
+
+    def finish(self) -> None:
+        for split, rows in self.rows.items():
+            _write_csv(self.out / f"{split}.csv", rows, self.COLUMNS)
+
+
+class _ManifestWriter:
+    COLUMNS = ["case_id", "patient_id", "t2w", "adc", "hbv", "lesion", "zones", "cspca"]
+
+    def __init__(self, out: Path, cfg: SynthConfig):
+        self.out, self.cfg, self.rows = out, cfg, []
+
+    def write(self, i: int, data: dict[str, Any]) -> str:
+        case_id = f"case{i:03d}"
+        row = {"case_id": case_id, "patient_id": f"patient{i // 2:03d}", "cspca": "yes" if data["isup"] >= 2 else "no"}
+        for name in ("t2w", "adc", "hbv", "lesion", "zones"):
+            write_image(data[name], self.out / "studies" / case_id / f"{name}.nii.gz")
+            row[name] = f"studies/{case_id}/{name}.nii.gz"
+        self.rows.append(row)
+        return case_id
+
+    def finish(self) -> None:
+        _write_csv(self.out / "manifest.csv", self.rows, self.COLUMNS)

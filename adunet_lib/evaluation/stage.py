@@ -18,7 +18,7 @@ from adunet_lib.evaluation.statistics import paired_bootstrap
 from adunet_lib.fileio import read_json
 from adunet_lib.progress import progress
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import EVALUATED_SPLITS, TEST, VAL, VARIANTS
+from adunet_lib.vocabulary import EVALUATED_MEANING, EVALUATED_SPLITS, INTERNAL, OOF, TEST, VAL, VARIANTS
 
 SETS = EVALUATED_SPLITS
 
@@ -29,15 +29,31 @@ def display(variant_name: str) -> str:
 
 def segmentation_run(ctx: RunContext) -> tuple[list[str], str]:
     """(variants, map model) that notebook 06 ran, from its record."""
-    if not ctx.segmentation_record.is_file():
-        raise AdunetError(f"{ctx.segmentation_record} not found: run notebook 06 for this params file first")
-    record = read_json(ctx.segmentation_record)
+    record = _segmentation_record(ctx)
     return list(record["variants"]), str(record["map_model"])
 
 
-def lesion_labels(ctx: RunContext, cases: pd.DataFrame, split: str, show_progress: bool = True) -> dict[str, np.ndarray]:
-    """Binary lesion masks (T2W grid) of the labelled cases of ``split``, from the run's case copies."""
-    rows = cases[(cases["split"] == split) & cases["labeled"].astype(bool)]
+def _segmentation_record(ctx: RunContext) -> dict:
+    if not ctx.segmentation_record.is_file():
+        raise AdunetError(f"{ctx.segmentation_record} not found: run notebook 06 for this params file first")
+    return read_json(ctx.segmentation_record)
+
+
+def evaluated_cases(cases: pd.DataFrame, split: str, folds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """The labelled cases of an evaluated set: fold 0's held-out cases (``val``), every trained fold's
+    (``oof``, only with more than one fold) or the external cases (``test``)."""
+    labelled = cases[cases["labeled"].astype(bool)]
+    if split == OOF:
+        if len(folds) < 2:
+            return labelled.iloc[0:0]
+        return labelled[(labelled["set"] == INTERNAL) & labelled["fold"].isin(list(folds))]
+    return labelled[labelled["split"] == split]
+
+
+def lesion_labels(ctx: RunContext, cases: pd.DataFrame, split: str, show_progress: bool = True,
+                  folds: Sequence[int] = (0,)) -> dict[str, np.ndarray]:
+    """Binary lesion masks (T2W grid) of the labelled cases of an evaluated set, from the run's case copies."""
+    rows = evaluated_cases(cases, split, folds)
     return {row["case_id"]: ctx.case_image(row["set"], row["case_id"], "lesion").array
             for _, row in progress(list(rows.iterrows()), desc=f"labels {split}", unit="case", enabled=show_progress)}
 
@@ -45,17 +61,19 @@ def lesion_labels(ctx: RunContext, cases: pd.DataFrame, split: str, show_progres
 def evaluate_all(ctx: RunContext, variants: Sequence[str], cases: pd.DataFrame,
                  show_progress: bool = True) -> dict[str, dict[str, object]]:
     """split → variant → ``picai_eval.Metrics`` (only splits with predictions and labels)."""
+    folds = [int(f) for f in _segmentation_record(ctx).get("folds", [0])]
     results: dict[str, dict[str, object]] = {}
     for split in SETS:
-        labels = lesion_labels(ctx, cases, split, show_progress)
+        labels = lesion_labels(ctx, cases, split, show_progress, folds)
         if not labels:
             continue
         results[split] = {}
+        predicted = VAL if split == OOF else split  # out-of-fold maps are each fold's validation maps
         for name in variants:
-            detections = {cid: ctx.detection_map(name, split, cid) for cid in labels}
+            detections = {cid: ctx.detection_map(name, predicted, cid) for cid in labels}
             missing = sorted(cid for cid, path in detections.items() if not path.is_file())
             if missing:
-                raise AdunetError(f"{ctx.detection_dir(name, split)}: no detection map for {', '.join(missing[:3])}: "
+                raise AdunetError(f"{ctx.detection_dir(name, predicted)}: no detection map for {', '.join(missing[:3])}: "
                                   "run notebook 06 first")
             results[split][name] = evaluate_maps(detections, labels)
     if not results:
@@ -109,6 +127,9 @@ def table2_markdown(table: pd.DataFrame, n_bootstrap: int) -> str:
                 cells += ["—", "—"]
             lines.append(f"| {r['Model']} | " + " | ".join(cells) + " |")
         lines.append("")
+    for split, name in SETS.items():
+        if name in set(table["set"]):
+            lines.append(f"*{name.capitalize()}*: {EVALUATED_MEANING[split]}.  ")
     lines.append(f"AUROC: patient level; AP: lesion level; Average = (AUROC + AP) / 2, all from `picai_eval`. "
                  f"95 % CIs and two-sided p-values from a paired bootstrap over cases ({n_bootstrap} replicates; "
                  "the same resampled cases for every model). Bold: best per column and set.")

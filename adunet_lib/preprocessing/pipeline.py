@@ -286,25 +286,79 @@ def slice_table(pre: PreprocessedCase, set_name: str, split: str) -> pd.DataFram
                                        "label", "case_cspca"])
 
 
-def assign_folds(cases: list[tuple[str, bool | None]], n_folds: int, seed: int) -> dict[str, int]:
-    """Stratified cross-validation folds (by csPCa), deterministic in ``seed``.
+def assign_folds(cases: list[tuple], n_folds: int, seed: int) -> dict[str, int]:
+    """Cross-validation folds by patient, stratified by csPCa, deterministic in ``seed``.
+
+    Args:
+        cases: ``(case_id, cspca)`` or ``(case_id, cspca, patient_id)``; all studies of a patient
+            share a fold (a patient is positive when any of its studies is).
 
     Fold 0's cases are the internal validation split; nnU-Net's ``splits_final.json`` is written
     from the same folds, so "validation" means the same cases in every notebook.
     """
     if n_folds < 2:
         raise ValueError("n_folds must be at least 2")
+    studies: dict[str, list[str]] = {}
+    labels: dict[str, list] = {}
+    for item in cases:
+        case_id, cspca = item[0], item[1]
+        patient = (item[2] if len(item) > 2 else "") or case_id
+        studies.setdefault(patient, []).append(case_id)
+        labels.setdefault(patient, []).append(cspca)
+
+    def patient_label(values: list) -> bool | None:
+        return True if True in values else (False if False in values else None)
+
     rng = np.random.default_rng(seed)
     out: dict[str, int] = {}
     offset = 0
     for label in (True, False, None):
-        group = sorted(cid for cid, c in cases if c is label)
+        group = sorted(p for p in studies if patient_label(labels[p]) is label)
         rng.shuffle(group)
-        for i, cid in enumerate(group):
+        for i, patient in enumerate(group):
             # continue the round-robin across groups so fold sizes stay balanced
-            out[cid] = (offset + i) % n_folds
+            for case_id in studies[patient]:
+                out[case_id] = (offset + i) % n_folds
         offset += len(group)
     return out
+
+
+def folds_from_splits(path: str | Path, cases: list[tuple[str, str]]) -> dict[str, int]:
+    """Folds from published splits in nnU-Net's ``splits_final.json`` format (a list of
+    ``{"train": [...], "val": [...]}``): a case's fold is the one whose ``val`` lists it.
+
+    Args:
+        cases: ``(case_id, patient_id)`` of the internal cases to place.
+
+    Raises:
+        AdunetError: naming the file, for a malformed file, a case in two folds, a case in none, or a
+            patient whose studies sit in different folds.
+    """
+    path = Path(path)
+    try:
+        splits = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise AdunetError(f"{path}: cannot read the splits ({exc})") from None
+    if not isinstance(splits, list) or not all(isinstance(f, dict) and isinstance(f.get("val"), list) for f in splits):
+        raise AdunetError(f"{path}: not nnU-Net's splits_final.json format (a list of {{\"train\": [...], \"val\": [...]}})")
+    folds: dict[str, int] = {}
+    for fold, entry in enumerate(splits):
+        for case_id in entry["val"]:
+            if case_id in folds:
+                raise AdunetError(f"{path}: case {case_id} is in the validation set of folds {folds[case_id]} and {fold}")
+            folds[str(case_id)] = fold
+    missing = sorted(cid for cid, _ in cases if cid not in folds)
+    if missing:
+        raise AdunetError(f"{path}: {len(missing)} internal case(s) in no fold's validation set, e.g. "
+                          f"{', '.join(missing[:3])}")
+    patients: dict[str, set[int]] = {}
+    for case_id, patient in cases:
+        patients.setdefault(patient or case_id, set()).add(folds[case_id])
+    split_patients = sorted(p for p, f in patients.items() if len(f) > 1)
+    if split_patients:
+        raise AdunetError(f"{path}: patient {split_patients[0]} has studies in several folds "
+                          f"({len(split_patients)} patient(s) in all); a patient's studies must share a fold")
+    return {cid: folds[cid] for cid, _ in cases}
 
 
 def case_fingerprint(case: Case, config: PreprocessConfig, modes: Iterable[str]) -> str:

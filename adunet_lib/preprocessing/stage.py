@@ -17,9 +17,10 @@ from adunet_lib.data.readers import Dataset, open_dataset
 from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path, write_json
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, preprocess_dataset, slice_table)
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, folds_from_splits, preprocess_dataset,
+                                               slice_table)
 from adunet_lib.run_folder import RunContext, resolve
-from adunet_lib.vocabulary import CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
+from adunet_lib.vocabulary import ANOMALY_COHORTS, CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
 
 @dataclasses.dataclass
@@ -30,13 +31,19 @@ class CohortTables:
 
 
 def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict[str, int],
-                     show_progress: bool = True) -> dict[str, Dataset]:
+                     show_progress: bool = True, synth_layouts: dict[str, str] | None = None,
+                     lesion_sources: tuple[str, ...] | None = None) -> dict[str, Dataset]:
     """Open each set's dataset; ``"synthetic"`` writes (or reuses) a phantom cohort in the run folder.
 
     Args:
         sources: set name → ``"synthetic"``, ``"none"``/``""`` (no such set) or a dataset path.
         synth_cases: set name → number of synthetic cases.
+        synth_layouts: set name → layout of its synthetic cohort (default: PI-CAI internal,
+            Prostate158 external, as in the paper).
+        lesion_sources: picai_labels lesion sources in order of preference (PI-CAI layout).
     """
+    layouts = {INTERNAL: "picai", EXTERNAL: "prostate158", **(synth_layouts or {})}
+    options = {"lesion_sources": tuple(lesion_sources)} if lesion_sources else {}
     out = {}
     for set_name, source in sources.items():
         if source in ("", "none", None):
@@ -44,10 +51,10 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
         if source == "synthetic":
             site = EXTERNAL if set_name == EXTERNAL else INTERNAL
             path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.seed, site=site,
-                                     show_progress=show_progress)
-            out[set_name] = open_dataset(path, site=f"synthetic-{site}")
+                                     show_progress=show_progress, layout=layouts[set_name])
+            out[set_name] = open_dataset(path, site=f"synthetic-{site}", **options)
         else:
-            out[set_name] = open_dataset(resolve(source), site=set_name)
+            out[set_name] = open_dataset(resolve(source), site=set_name, **options)
         if not len(out[set_name]):
             raise AdunetError(f"{set_name} dataset {source}: no cases found")
     if INTERNAL not in out:
@@ -56,10 +63,12 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
 
 
 def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: PreprocessConfig, n_folds: int,
-                    on_error: str = "fail", show_progress: bool = True) -> CohortTables:
-    """Preprocess every set into the run folder, assign internal cases to stratified folds (fold 0 =
-    validation split, the rest = training split), write ``cases.csv``, ``slices.csv`` and
-    ``splits.json``."""
+                    on_error: str = "fail", show_progress: bool = True, splits_file: str | None = None,
+                    anomaly_cohort: str = "training_split", anomaly_patients: int = 100,
+                    leak_free_maps: int = 0) -> CohortTables:
+    """Preprocess every set into the run folder, assign internal cases to folds — by patient,
+    stratified by csPCa, or from published ``splits_file`` (nnU-Net's format) — (fold 0 = validation
+    split, the rest = training split), write ``cases.csv``, ``slices.csv`` and ``splits.json``."""
     case_rows, slice_frames, skipped = [], [], []
     for set_name, dataset in datasets.items():
         done, bad = preprocess_dataset(dataset.cases, ctx.preprocessed_dir(set_name), config, on_error=on_error,
@@ -67,8 +76,12 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                                        volumes_dir=ctx.cases_dir(set_name))
         skipped.extend(bad)
         pres = {cid: ctx.preprocessed_case(set_name, cid) for cid in done}
-        if set_name == INTERNAL:
-            folds = assign_folds([(cid, p.cspca) for cid, p in pres.items()], n_folds, ctx.seed)
+        if set_name == INTERNAL and splits_file:
+            folds = folds_from_splits(resolve(splits_file), [(cid, dataset[cid].patient) for cid in pres])
+            n_folds = max(folds.values(), default=0) + 1
+            splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
+        elif set_name == INTERNAL:
+            folds = assign_folds([(cid, p.cspca, dataset[cid].patient) for cid, p in pres.items()], n_folds, ctx.seed)
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         else:
             folds = {cid: -1 for cid in pres}
@@ -77,13 +90,21 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             table = slice_table(pre, set_name, splits[cid])
             slice_frames.append(table)
             case_rows.append({
-                "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid, "site": pre.site,
-                "cspca": pre.cspca, "labeled": pre.labeled, "gland_slices": len(table),
+                "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid,
+                "patient_id": dataset[cid].patient, "site": pre.site, "cspca": pre.cspca, "labeled": pre.labeled,
+                "lesion_source": dataset[cid].lesion_source, "gland_slices": len(table),
                 "lesion_slices": int((table["label"] == "lesion").sum()),
                 "box_size_mm": round(pre.box.size[0] * pre.t2w_geometry.spacing[0], 1),
             })
     cases = pd.DataFrame(case_rows)
+    internal = cases["set"] == INTERNAL
+    cases["anomaly_train"] = internal & cases["case_id"].isin(anomaly_training_cases(cases, anomaly_cohort,
+                                                                                      anomaly_patients, ctx.seed))
+    parts = map_parts(cases, leak_free_maps, ctx.seed)
+    cases["map_part"] = [parts.get(cid, -1) if inside else -1 for cid, inside in zip(cases["case_id"], internal)]
     slices = pd.concat(slice_frames, ignore_index=True) if slice_frames else pd.DataFrame()
+    if len(slices):  # per slice, the case's (set and case id together: ids may repeat across sets)
+        slices = slices.merge(cases[["set", "case_id", "anomaly_train", "map_part"]], on=["set", "case_id"], how="left")
     for path, frame in ((ctx.cases_table, cases), (ctx.slices_table, slices)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
@@ -93,9 +114,41 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     write_record(ctx.preprocessing_record,
                  fingerprint({"preprocess": dataclasses.asdict(config), "splits": splits,
                               "cases": cases[["set", "split", "fold", "case_id"]].values.tolist()}, upstream=stamps),
-                 preprocess=dataclasses.asdict(config), n_folds=n_folds,
-                 datasets={k: {"layout": v.layout, "cases": len(v)} for k, v in datasets.items()}, skipped=skipped)
+                 preprocess=dataclasses.asdict(config), n_folds=n_folds, splits_file=str(splits_file or ""),
+                 leak_free_maps=int(leak_free_maps), anomaly_cohort={"kind": anomaly_cohort, "patients": int(cases.loc[cases["anomaly_train"], "patient_id"].nunique()),
+                                 "cases": int(cases["anomaly_train"].sum())},
+                 datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file()}
+                           for k, v in datasets.items()},
+                 warnings=[w for v in datasets.values() for w in v.warnings], skipped=skipped)
     return CohortTables(cases, slices, skipped)
+
+
+def anomaly_training_cases(cases: pd.DataFrame, cohort: str, patients: int, seed: int) -> set[str]:
+    """Case ids whose healthy slices train the reconstruction models (see :data:`ANOMALY_COHORTS`)."""
+    if cohort not in ANOMALY_COHORTS:
+        raise AdunetError(f"anomaly_cohort must be one of {', '.join(ANOMALY_COHORTS)}, not {cohort!r}")
+    train = cases[(cases["set"] == INTERNAL) & (cases["split"] == TRAIN)]
+    if cohort == "training_split":
+        return set(train["case_id"])
+    labelled = train[train["labeled"].astype(bool)]
+    positive = set(labelled.loc[labelled["cspca"].fillna(False).astype(bool), "patient_id"])
+    healthy = sorted(set(labelled["patient_id"]) - positive - set(train.loc[~train["labeled"].astype(bool), "patient_id"]))
+    if not healthy:
+        raise AdunetError("anomaly_cohort 'paper': no training-split patient without csPCa")
+    chosen = np.random.default_rng(seed).permutation(healthy)[:patients]
+    return set(train.loc[train["patient_id"].isin(set(chosen)), "case_id"])
+
+
+def map_parts(cases: pd.DataFrame, parts: int, seed: int) -> dict[str, int]:
+    """Leak-free maps (cross-fitting): the training-split cases in ``parts`` parts, by patient and
+    stratified by csPCa; each part's maps come from models trained without it. ``parts`` 0 = off."""
+    if parts == 0:
+        return {}
+    train = cases[(cases["set"] == INTERNAL) & (cases["split"] == TRAIN)]
+    if parts < 2 or train["patient_id"].nunique() < parts:
+        raise AdunetError(f"leak_free_maps must be 0 (off) or between 2 and the training split's "
+                          f"{train['patient_id'].nunique()} patients, not {parts}")
+    return assign_folds(list(zip(train["case_id"], train["cspca"], train["patient_id"])), parts, seed + 1)
 
 
 def nnunet_splits(cases: pd.DataFrame) -> list[dict[str, list[str]]]:
@@ -107,11 +160,19 @@ def nnunet_splits(cases: pd.DataFrame) -> list[dict[str, list[str]]]:
              "val": sorted(internal.loc[internal["fold"] == f, "case_id"])} for f in folds]
 
 
+def label_sources(cases: pd.DataFrame) -> pd.DataFrame:
+    """Cases per set and lesion-mask source (which picai_labels source, Prostate158 file, or why none)."""
+    return (cases.groupby(["set", "lesion_source"], sort=False).agg(cases=("case_id", "count"),
+                                                                    labeled=("labeled", "sum"))
+            .reset_index())
+
+
 def summary(cases: pd.DataFrame) -> pd.DataFrame:
-    """Cases, csPCa-positive cases and slices per set and split."""
+    """Cases, patients, csPCa-positive and labelled cases and slices per set and split."""
     return (cases.assign(positive=cases["cspca"].fillna(False).astype(bool))
             .groupby(["set", "split"], sort=False)
-            .agg(cases=("case_id", "count"), csPCa=("positive", "sum"), gland_slices=("gland_slices", "sum"),
+            .agg(cases=("case_id", "count"), patients=("patient_id", "nunique"), csPCa=("positive", "sum"),
+                 labeled=("labeled", "sum"), gland_slices=("gland_slices", "sum"),
                  lesion_slices=("lesion_slices", "sum"))
             .reset_index())
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from adunet_lib.fileio import write_text
 from adunet_lib.run_folder import RunContext
+from adunet_lib.vocabulary import ANOMALY_COHORTS, EVALUATED_MEANING, EVALUATED_SPLITS
 
 PAPER = {"external test": {"baseline": 0.6049, "best": ("adU-Net(all bpMRI)", 0.6181)},
          "validation": {"baseline": 0.6157, "best": ("adU-Net(all bpMRI)", 0.6150)}}
@@ -36,37 +37,68 @@ def _model_budgets(ctx: RunContext) -> list[str]:
     return lines
 
 
-def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases: pd.DataFrame,
-                  table1: pd.DataFrame | None = None, extra_caveats: list[str] | None = None) -> Path:
-    """Compose and write ``summary.md`` from the run folder's records and the final tables."""
-    params = _read_json(ctx.params_record) or {}
-    timings = _read_json(ctx.reproduce_record) or {}
-    pre = _read_json(ctx.preprocessing_record) or {}
-    seg = _read_json(ctx.segmentation_record) or {}
-    common = next(iter(params.values()), {}) if params else {}
-    synthetic = [k for k in ("internal_data", "external_data") if common.get(k, "synthetic") == "synthetic"]
+def _data_lines(pre: dict, cases: pd.DataFrame, table2: pd.DataFrame) -> list[str]:
+    """Cases, patients and labels per set, lesion-mask sources, folds, what each evaluated set means."""
+    counts = cases.assign(pos=cases["cspca"].fillna(False).astype(bool)).groupby("set", sort=False).agg(
+        cases=("case_id", "count"), patients=("patient_id", "nunique"), csPCa=("pos", "sum"),
+        labeled=("labeled", "sum"), site=("site", "first"))
+    lines = [f"- {s}: {int(r['cases'])} cases of {int(r['patients'])} patients ({int(r['csPCa'])} with csPCa, "
+             f"{int(r['labeled'])} with a voxel-level reference), site `{r['site']}`" for s, r in counts.iterrows()]
+    for set_name, block in cases.groupby("set", sort=False):
+        sources = block["lesion_source"].fillna("none").value_counts()
+        lines.append(f"- {set_name} lesion masks by source: " + ", ".join(f"{name} {int(n)}" for name, n in sources.items()))
+    lines += [f"- warning: {w}" for w in pre.get("warnings", [])]
+    lines += [f"- {name}: {info['cases']} case(s) read in the {info['layout']} layout"
+              for name, info in pre.get("datasets", {}).items() if isinstance(info, dict)]
+    lines += [f"- skipped: {message}" for _, message in pre.get("skipped", [])]
+    lines.append(f"- internal cases in {pre.get('n_folds', '?')} folds by patient, stratified by csPCa"
+                 + (f" (published splits `{Path(pre['splits_file']).name}`)" if pre.get("splits_file") else "")
+                 + "; fold 0 = validation split")
+    lines += ["", "What the evaluated sets mean:"]
+    lines += [f"- *{name}*: {EVALUATED_MEANING[split]}" for split, name in EVALUATED_SPLITS.items()
+              if name in set(table2["set"])]
+    return lines
 
-    counts = cases.assign(pos=cases["cspca"].fillna(False).astype(bool)).groupby("set").agg(
-        cases=("case_id", "count"), csPCa=("pos", "sum"), site=("site", "first"))
-    data_lines = [f"- {s}: {int(r['cases'])} cases ({int(r['csPCa'])} with csPCa), site `{r['site']}`"
-                  for s, r in counts.iterrows()]
 
-    headline = []
+def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame) -> list[str]:
+    """Which cohort trained the reconstruction models, and whether a case's map came from a model that saw it."""
+    cohort = pre.get("anomaly_cohort", {})
+    kind = cohort.get("kind", "training_split")
+    lines = [f"- reconstruction models trained on the `{kind}` cohort ({cohort.get('cases', '?')} cases of "
+             f"{cohort.get('patients', '?')} patients): {ANOMALY_COHORTS.get(kind, '')}"]
+    for model in ctx.trained_models():
+        record = _read_json(ctx.map_record(model)) or {}
+        if record:
+            seen = set(record.get("seen_by_model", [])) & set(cases["case_id"])
+            how = ("leak-free: each training case's map comes from a cross-fitted model that never saw it"
+                   if record.get("leak_free") else "training-split maps, which nnU-Net learns from, come from a "
+                   "model that saw those cases")
+            lines.append(f"- maps of `{model}`: made by a model that saw the case for {len(seen)} of the {len(cases)} "
+                         f"cases (validation and external maps never; {how})")
+    return lines
+
+
+def _headline(table2: pd.DataFrame) -> list[str]:
+    lines = []
     for set_name, block in table2.groupby("set", sort=False):
         base = block[block["model"] == "baseline"]
         others = block[block["model"] != "baseline"].sort_values("score", ascending=False)
         if base.empty or others.empty:
             continue
         b, o = base.iloc[0], others.iloc[0]
-        headline.append(
+        paper = PAPER.get(set_name, {})
+        reported = (f" The paper reports baseline {paper['baseline']:.3f} vs {paper['best'][0]} {paper['best'][1]:.3f} "
+                    "on real PI-CAI / Prostate158." if paper else "")
+        lines.append(
             f"On the {set_name} set ({int(b['cases'])} cases), the nnU-Net baseline scores {b['score']:.3f} "
             f"[{b['score_lo']:.3f}, {b['score_hi']:.3f}] (AUROC {b['auroc']:.3f}, AP {b['ap']:.3f}); the best variant, "
             f"{o['Model']}, scores {o['score']:.3f} [{o['score_lo']:.3f}, {o['score_hi']:.3f}], a difference of "
             f"{o['delta_score']:+.3f} [{o['delta_score_lo']:+.3f}, {o['delta_score_hi']:+.3f}] (paired bootstrap "
-            f"p = {o['p_vs_baseline']:.2f}). The paper reports baseline {PAPER.get(set_name, {}).get('baseline', float('nan')):.3f} "
-            f"vs {PAPER.get(set_name, {}).get('best', ('', float('nan')))[0]} "
-            f"{PAPER.get(set_name, {}).get('best', ('', float('nan')))[1]:.3f} on real PI-CAI / Prostate158.")
+            f"p = {o['p_vs_baseline']:.2f})." + reported)
+    return lines
 
+
+def _caveats(synthetic: bool, extra: list[str] | None) -> list[str]:
     caveats = []
     if synthetic:
         caveats.append("The data are **synthetic phantoms** (`adunet synth`), not patients: the numbers show that the "
@@ -76,19 +108,24 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
                    "and differences between variants mostly reflect noise.")
     caveats.append("With few cases, confidence intervals are wide; a difference whose CI covers 0 is not evidence of "
                    "an effect.")
-    caveats += extra_caveats or []
+    return caveats + (extra or [])
 
-    seconds = {k: v.get("seconds") for k, v in timings.items() if isinstance(v, dict)}
+
+def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases: pd.DataFrame,
+                  table1: pd.DataFrame | None = None, extra_caveats: list[str] | None = None) -> Path:
+    """Compose and write ``summary.md`` from the run folder's records and the final tables."""
+    params = _read_json(ctx.params_record) or {}
+    timings = _read_json(ctx.reproduce_record) or {}
+    pre = _read_json(ctx.preprocessing_record) or {}
+    seg = _read_json(ctx.segmentation_record) or {}
+    common = next(iter(params.values()), {}) if params else {}
+    synthetic = any(common.get(k, "synthetic") == "synthetic" for k in ("internal_data", "external_data"))
     lines = [f"# Run summary — `{params_name}`", "",
-             "## Headline", "", *(headline or ["(no comparison available)"]), "",
-             "## Data", "", *data_lines,
-             f"- internal cases in {pre.get('n_folds', '?')} stratified folds; fold 0 = validation split",
-             *[f"- {name}: {info['cases']} case(s) read in the {info['layout']} layout"
-               for name, info in pre.get("datasets", {}).items() if isinstance(info, dict)],
-             *[f"- skipped: {message}" for _, message in pre.get("skipped", [])], "",
+             "## Headline", "", *(_headline(table2) or ["(no comparison available)"]), "",
+             "## Data", "", *_data_lines(pre, cases, table2), "",
              "## Settings", "",
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
-             f"- preprocessing: {pre.get('preprocess', {})}",
+             f"- preprocessing: {pre.get('preprocess', {})}", *_map_lines(ctx, pre, cases),
              "- reconstruction models (every model trained in the run: "
              f"{', '.join(ctx.trained_models()) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
              f"- nnU-Net: {seg or '(not recorded)'}", ""]
@@ -98,11 +135,11 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
             lines += ["## Reconstruction (Table I)", "",
                       f"Best model on cropped validation images: **{best['method'].iloc[0]}**; on the held-out test "
                       "set SSIM " + ", ".join(f"{r['modality']} {r['SSIM']:.3f}" for _, r in best.iterrows()) + ".", ""]
-    lines += ["## Caveats", "", *[f"- {c}" for c in caveats], ""]
+    lines += ["## Caveats", "", *[f"- {c}" for c in _caveats(synthetic, extra_caveats)], ""]
+    seconds = {k: v.get("seconds") for k, v in timings.items() if isinstance(v, dict) and v.get("seconds")}
     if seconds:
-        total = sum(v for v in seconds.values() if v)
-        lines += ["## Wall time per notebook", "", *[f"- {k}: {v:.0f} s" for k, v in seconds.items() if v],
-                  f"- total: {total / 60:.1f} min", ""]
+        lines += ["## Wall time per notebook", "", *[f"- {k}: {v:.0f} s" for k, v in seconds.items()],
+                  f"- total: {sum(seconds.values()) / 60:.1f} min", ""]
     lines += ["## Files", "", "table1.csv/.md, fig3_reconstructions.png, fig4_anomaly_maps.png, map_quality.csv, "
               "table2.csv/.md, roc_pr_<set>.png, forest_<set>.png — in this folder.", ""]
     return write_text(ctx.figure_dir / "summary.md", "\n".join(lines))

@@ -16,7 +16,7 @@ import pandas as pd
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import read_json, write_json
 from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
-from adunet_lib.vocabulary import INTERNAL, Variant
+from adunet_lib.vocabulary import INTERNAL, MAP_CHANNEL_NAME, Variant
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -40,7 +40,8 @@ def channel_files(ctx: RunContext, variant: Variant, set_name: str, case_id: str
     return files
 
 
-def export_variant(ctx: RunContext, variant: Variant, dataset_name: str, cases: pd.DataFrame, map_model: str) -> Path:
+def export_variant(ctx: RunContext, variant: Variant, dataset_name: str, cases: pd.DataFrame, map_model: str,
+                   map_channel: str = MAP_CHANNEL_NAME) -> Path:
     """Write (links to) the raw dataset of ``variant``; returns its folder.
 
     Training cases (``imagesTr``/``labelsTr``) are the labelled internal cases (all folds: nnU-Net
@@ -57,7 +58,7 @@ def export_variant(ctx: RunContext, variant: Variant, dataset_name: str, cases: 
             if sub == "imagesTr":
                 _link(ctx.case_file(row["set"], case_id, "lesion"), folder / "labelsTr" / f"{case_id}{VOLUME_SUFFIX}")
     write_json(folder / "dataset.json", {
-        "channel_names": variant.channel_names(),
+        "channel_names": variant.channel_names(map_channel),
         "labels": {"background": 0, "lesion": 1},
         "numTraining": int(len(internal)),
         "file_ending": VOLUME_SUFFIX,

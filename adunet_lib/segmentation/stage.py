@@ -17,14 +17,15 @@ from typing import Any
 import pandas as pd
 
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
-from adunet_lib.errors import AdunetError
+from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import write_json
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation._worker import PLANNED, TRAINED
 from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.segmentation.export import channel_files, export_variant, write_splits
-from adunet_lib.vocabulary import INTERNAL, TEST, VAL, Variant, variant
+from adunet_lib.vocabulary import (INTERNAL, MAP_CHANNEL_NAME, MAP_NORMALISATIONS, TEST, VAL, Variant,
+                                   variant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,7 @@ class SegmentationSettings:
         folds: folds to train (fold 0's validation cases are the internal validation set).
         batch_size: override the planned batch size (None = nnU-Net's plan).
         mirroring: test-time mirroring (nnU-Net's default: on).
+        map_normalisation: nnU-Net channel name (= normalisation) of the anomaly-map channels.
     """
 
     configuration: str = "3d_fullres"
@@ -51,6 +53,12 @@ class SegmentationSettings:
     num_processes: int = 2
     keep_softmax: bool = False
     seed: int = 0
+    map_normalisation: str = MAP_CHANNEL_NAME
+
+    def __post_init__(self) -> None:
+        if self.map_normalisation not in MAP_NORMALISATIONS:
+            raise ParamsError(f"map_normalisation must be one of {', '.join(MAP_NORMALISATIONS)}, "
+                              f"not {self.map_normalisation!r}")
 
     @classmethod
     def from_params(cls, **params: Any) -> SegmentationSettings:
@@ -117,7 +125,7 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
     dataset_id, name = ctx.nnunet_dataset(spec.name, settings.base_dataset_id)
     _reset_if_changed(ctx, spec, name, _fingerprint(ctx, spec, map_model, cases, settings), log)
     t = time.perf_counter()
-    export_variant(ctx, spec, name, cases, map_model)
+    export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
     write_splits(ctx, name)
     steps: list[dict] = []
     if not (ctx.nnunet_preprocessed / name / PLANNED).is_file():
