@@ -69,7 +69,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     """Preprocess every set into the run folder, assign internal cases to folds — by patient,
     stratified by csPCa, or from published ``splits_file`` (nnU-Net's format) — (fold 0 = validation
     split, the rest = training split), write ``cases.csv``, ``slices.csv`` and ``splits.json``."""
-    case_rows, slice_frames, skipped = [], [], []
+    case_rows, slice_frames, skipped, stamps = [], [], [], []
     for set_name, dataset in datasets.items():
         done, bad = preprocess_dataset(dataset.cases, ctx.preprocessed_dir(set_name), config, on_error=on_error,
                                        show_progress=show_progress, desc=f"preprocess {set_name}",
@@ -87,6 +87,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             folds = {cid: -1 for cid in pres}
             splits = {cid: TEST for cid in pres}
         for cid, pre in pres.items():
+            stamps.append(pre.stamp)
             table = slice_table(pre, set_name, splits[cid])
             slice_frames.append(table)
             case_rows.append({
@@ -110,7 +111,6 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             frame.to_csv(tmp, index=False)
     splits = nnunet_splits(cases)
     write_json(ctx.splits, splits)
-    stamps = [ctx.preprocessed_case(r["set"], r["case_id"]).stamp for _, r in cases.iterrows()]
     write_record(ctx.preprocessing_record,
                  fingerprint({"preprocess": dataclasses.asdict(config), "splits": splits,
                               "cases": cases[["set", "split", "fold", "case_id"]].values.tolist()}, upstream=stamps),
