@@ -20,7 +20,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from anomaly_models.test_contract import toy_slices
     from adunet_lib.anomaly_models.registry import get
     from adunet_lib.anomaly_models.training import TrainSettings, fit
-    settings = TrainSettings(iterations=60, batch_size=4, checkpoint_every=5, log_every=1, seed=3)
+    settings = TrainSettings(iterations=300, batch_size=4, checkpoint_every=5, log_every=1, seed=3)
     fit("fpgan", toy_slices(1), sys.argv[1], settings, get("fpgan").smoke_config(), show_progress=False)
 """)
 
@@ -40,7 +40,8 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(sig, tmp_path):
     deadline = time.time() + 120
     while not (tmp_path / "killed" / "checkpoint.pt").is_file() and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 1.0))  # somewhere after the first checkpoint
+    # somewhere after the first checkpoint: 300 iterations take seconds, so the kill always lands mid-run
+    time.sleep(random.uniform(0.0, 1.0))
     os.killpg(proc.pid, sig)
     proc.wait()
     assert not (tmp_path / "killed" / "model.pt").exists(), "finished before the kill: make the run longer"
@@ -49,14 +50,14 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(sig, tmp_path):
     restarted = _train(tmp_path / "killed", script)
     output, _ = restarted.communicate(timeout=300)
     assert restarted.returncode == 0, output
-    assert f"resuming fpgan at iteration {saved}/60" in output
+    assert f"resuming fpgan at iteration {saved}/300" in output
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state"]["networks"]
     b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state"]["networks"]
     for net in a:
         for key in a[net]:
             torch.testing.assert_close(a[net][key], b[net][key], msg=f"{net}.{key}")
     history = pd.read_csv(tmp_path / "killed" / "losses.csv")
-    assert list(history["iteration"]) == list(range(1, 61))  # no lost or doubled rows
+    assert list(history["iteration"]) == list(range(1, 301))  # no lost or doubled rows
 
 
 @pytest.mark.slow
