@@ -31,11 +31,15 @@ def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
     return {cid: (int(p) if p >= 0 else None) for cid, p in zip(cases["case_id"], cases["map_part"])}
 
 
-def map_fingerprint(ctx: RunContext, model: str, kernel_size: int, parts: set | None = None) -> str:
-    """What a map set is made from: the kernel, the model's checkpoints (those of every map part with
-    leak-free maps) and the preprocessed cases."""
-    ckpts = [str(p.relative_to(ctx.run_dir)) for part in sorted(parts or {None}, key=lambda v: -1 if v is None else v)
-             for _, p in checkpoints(ctx, model, CROPPED, part)]
+def map_checkpoints(ctx: RunContext, model: str, parts: set) -> list[str]:
+    """The checkpoints a map set is made with (run-relative): the model's, plus one per map part with
+    leak-free maps."""
+    order = sorted(parts, key=lambda v: -1 if v is None else v)
+    return [str(p.relative_to(ctx.run_dir)) for part in order for _, p in checkpoints(ctx, model, CROPPED, part)]
+
+
+def map_fingerprint(ctx: RunContext, ckpts: list[str], kernel_size: int) -> str:
+    """What a map set is made from: the kernel, its checkpoints and the preprocessed cases."""
     return fingerprint({"kernel_size": kernel_size, "mode": CROPPED, "checkpoints": ckpts},
                        upstream=[recorded(ctx.preprocessing_record).get("fingerprint", "")],
                        files=[ctx.run_dir / c for c in ckpts])
@@ -45,10 +49,11 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
                   show_progress: bool = True) -> pd.DataFrame:
     """Write the three maps of every case for every model (resumable; redone when a model changed)."""
     rows = []
+    parts = _parts(cases)
     for model in models:
         folder, record = ctx.map_dir(model), ctx.map_record(model)
-        parts = _parts(cases)
-        key = map_fingerprint(ctx, model, kernel_size, set(parts.values()))
+        ckpts = map_checkpoints(ctx, model, set(parts.values()) | {None})
+        key = map_fingerprint(ctx, ckpts, kernel_size)
         if folder.is_dir() and not is_current(record, key):
             shutil.rmtree(folder)  # made by another checkpoint, kernel or cohort: stale
         cache: dict = {}
@@ -61,8 +66,7 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
                     write_image(image, ctx.map_file(model, row["case_id"], seq))
             rows.append({"model": model, "set": row["set"], "case_id": row["case_id"], "reused": done})
         write_record(record, key, model=model, display_name=display_name(model), kernel_size=kernel_size,
-                     checkpoints=[str(p.relative_to(ctx.run_dir)) for _, p in checkpoints(ctx, model)],
-                     cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
+                     checkpoints=ckpts, cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
                      leak_free=any(p is not None for p in parts.values()),
                      seen_by_model=cases_seen(cases, get(model).uses_labels))
     return pd.DataFrame(rows)
