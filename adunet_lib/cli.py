@@ -52,6 +52,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zones(args: argparse.Namespace) -> int:
+    from adunet_lib.predict import predict_zones
+
+    target, note = predict_zones(args.run, {"t2w": args.t2w, "adc": args.adc, "hbv": args.hbv}, args.out,
+                                 case_id=args.case_id, device=args.device)
+    print(f"zones {note}: {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adunet",
@@ -87,15 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("t2w", help="T2W image (.mha / .nii.gz)")
     p.add_argument("adc", help="ADC map")
     p.add_argument("hbv", help="high-b DWI image")
-    mask = p.add_mutually_exclusive_group(required=True)
-    mask.add_argument("--gland", help="whole-gland mask on the T2W grid")
-    mask.add_argument("--zones", help="zonal mask (1 = PZ, 2 = TZ) on the T2W grid")
+    mask = p.add_mutually_exclusive_group()
+    mask.add_argument("--gland", help="whole-gland mask on the T2W grid (default: the run's zone model predicts zones)")
+    mask.add_argument("--zones", help="zonal mask (1 = PZ, 2 = TZ) on the T2W grid (default: predicted, as --gland)")
     p.add_argument("--run", default="runs/demo", help="run folder whose models to use (default runs/demo)")
     p.add_argument("--variant", default="adunet_all", help="nnU-Net variant (default adunet_all)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--case-id", help="name of the study (default: from the T2W file name)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("zones", help="predict one study's PZ/TZ mask with a run's zone model (check it before trusting the crop)")
+    p.add_argument("t2w", help="T2W image (.mha / .nii.gz)")
+    p.add_argument("adc", nargs="?", help="ADC map (when the zone model reads it)")
+    p.add_argument("hbv", nargs="?", help="high-b DWI image (when the zone model reads it)")
+    p.add_argument("--run", default="runs/demo", help="run folder whose zone model to use (default runs/demo)")
+    p.add_argument("--out", required=True, help="output folder: <case>_zones.nii.gz on the T2W grid")
+    p.add_argument("--case-id", help="name of the study (default: from the T2W file name)")
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.set_defaults(func=_zones)
     return parser
 
 

@@ -24,6 +24,7 @@ from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.vocabulary import CROPPED, SEQUENCES, variant as variant_spec
+from adunet_lib.zones.model import predict_study_zones
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,35 @@ class Prediction:
     case_score: float
     lesion_candidates: int
     maps: list[Path]
+    zone_mask: Path | None = None  # the predicted zone mask, when none was given
+
+
+def predict_zones(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, case_id: str | None = None,
+                  device: str | None = None, log=print) -> tuple[Path, str]:
+    """``adunet zones``: one study's PZ/TZ mask from the run's zone model, on the study's T2W grid.
+
+    Args:
+        images: ``{"t2w": …}`` plus ``adc``/``hbv`` when the zone model reads them.
+
+    Returns:
+        (the mask file ``<out_dir>/<case>_zones.nii.gz``, which model made it).
+    """
+    run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    ctx = RunContext(run_dir, out_dir, device=device or "cpu")
+    given = {k: Path(v) for k, v in images.items() if v}
+    case_id = case_id or given["t2w"].name.split(".")[0].removesuffix("_t2w")
+    if any(p.resolve().parent == out_dir for p in given.values()):
+        raise AdunetError(f"output folder {out_dir} holds the inputs; choose another so nothing is overwritten")
+    loaded = load_case(Case(case_id=case_id, images=given, expected=given), sequences=tuple(given))
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{case_id}_zones.nii.gz"
+    try:
+        return target, predict_study_zones(ctx, loaded, target, log)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed call leaves nothing behind, not even the folder it made
+        raise
 
 
 def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, gland: str | Path | None = None,
@@ -44,7 +74,8 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
         run_dir: a run folder where notebooks 01–06 have finished (e.g. ``runs/demo``).
         images: ``{"t2w": …, "adc": …, "hbv": …}`` files.
         out_dir: where the detection map, anomaly maps and an overview figure go (created).
-        gland, zones: a whole-gland or a zonal mask on the T2W grid (one is needed to crop).
+        gland, zones: a whole-gland or a zonal mask on the T2W grid; with neither, the run's zone
+            model predicts the zones (written beside the detection map as ``<case>_zones.nii.gz``).
         variant: which nnU-Net model (``baseline``, ``adunet_t2w`` … ``adunet_all``).
     """
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
@@ -62,6 +93,14 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
 
     case = Case(case_id=case_id, images={k: Path(v) for k, v in images.items()}, gland=Path(gland) if gland else None,
                 zones=Path(zones) if zones else None, expected={k: Path(v) for k, v in images.items()})
+    if gland or zones:
+        mask_note = f"given: {Path(gland or zones).resolve()}"
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        predicted = out_dir / f"{case_id}_zones.nii.gz"
+        mask_note = predict_study_zones(ctx, load_case(case), predicted, log)
+        log(f"{case_id}: zones {mask_note}: {predicted}")
+        case = dataclasses.replace(case, zones=predicted)
     loaded = load_case(case, require_masks=True)
     config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in read_json(ctx.preprocessing_record)["preprocess"].items()})
@@ -101,7 +140,8 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     overlays = {"gland": pre.gland_in_box, "anomaly": maps["adc"].array[box], "detection": detection[box]}
     save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), out_dir / f"{case_id}_overview.png")
     candidates = int(len(np.unique(detection[detection > 0])))
-    result = Prediction(case_id, det, float(detection.max()), candidates, map_files)
-    write_json(out_dir / f"{case_id}_prediction.json", dataclasses.asdict(result) | {"variant": variant,
-                                                                                      "run": str(run_dir)})
+    result = Prediction(case_id, det, float(detection.max()), candidates, map_files,
+                        None if gland or zones else case.zones)
+    write_json(out_dir / f"{case_id}_prediction.json", dataclasses.asdict(result) | {
+        "variant": variant, "run": str(run_dir), "zones": mask_note})
     return result

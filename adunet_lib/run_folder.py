@@ -42,13 +42,17 @@ runs/<name>/
   preprocessed/slices.csv                       one row per gland slice: label, T2W slice index (01)
   preprocessed/config.json                      preprocessing settings and skipped cases (01)
   splits.json                                   folds, nnU-Net splits_final.json format (01)
+  zones/<case>.nii.gz                           predicted PZ/TZ masks on the T2W grid, when params ask (01)
+  zones/heldout/<case>.nii.gz                   the zone model's held-out fold predictions, for Dice (01)
+  zones/nnunet/heldout|ensemble/<case>.mha      nnU-Net's label maps before post-processing (01)
+  zones/zones.json                              zone model: fingerprint, settings, who made each mask (01)
   models/<model>/<seq>[_full|_partN]/model.pt   weights + resolved config; _partN: leak-free maps (02-04)
   models/<model>/<seq>[_full]/checkpoint.pt     resume point while training (02-04)
   models/<model>/<seq>[_full]/losses.csv        loss history, TensorBoard in tb/ (02-04)
   models/<model>/metrics.csv                    SSIM / PSNR per mode, split, sequence (02-04)
   maps/<model>/<case>_<seq>_anomaly.mha         anomaly maps on the T2W grid (05)
   maps/<model>/mapset.json                      kernel, fingerprint, the checkpoints that made them (05)
-  nnunet/raw|preprocessed|results/<dataset>/    nnU-Net's own folders, one dataset per variant (06)
+  nnunet/raw|preprocessed|results/<dataset>/    nnU-Net's own folders: the zone model (01), a variant (06)
   nnunet/records/<dataset>.json                 fingerprint of a variant's inputs and settings (06)
   nnunet/softmax/<variant>/<split>/<case>.npz   nnU-Net's probabilities (06)
   nnunet/settings.json                          segmentation settings, variants, map model (06)
@@ -253,6 +257,31 @@ class RunContext:
 
     def map_record(self, model: str) -> Path:
         return self.map_dir(model) / "mapset.json"
+
+    # -- notebook 01: the zone model, when a set's masks are predicted --------------------------
+    @property
+    def zones_dir(self) -> Path:
+        return self.run_dir / "zones"
+
+    def zone_mask(self, case_id: str) -> Path:
+        """The predicted PZ/TZ mask of a case on its T2W grid (``zones/<case>.nii.gz``)."""
+        return self.zones_dir / f"{case_id}.nii.gz"
+
+    def heldout_zone_mask(self, case_id: str) -> Path:
+        """A zone-model training case predicted by the fold that held it out."""
+        return self.zones_dir / "heldout" / f"{case_id}.nii.gz"
+
+    @property
+    def zone_record(self) -> Path:
+        return self.zones_dir / "zones.json"
+
+    def zone_raw_predictions(self, kind: str) -> Path:
+        """nnU-Net's own label files before post-processing (``heldout`` or ``ensemble``)."""
+        return self.zones_dir / "nnunet" / kind
+
+    def zone_dataset(self, dataset_id: int) -> tuple[int, str]:
+        """(dataset id, dataset name) of the zone model."""
+        return dataset_id, nnunet_dataset_name(dataset_id, "zones")
 
     # -- notebook 06: nnU-Net and detection maps ----------------------------------------------
     @property

@@ -48,6 +48,10 @@ anomaly_cohort: str = "training_split"  # who trains the reconstruction models: 
 anomaly_patients: int = 100  # "paper" cohort size in patients (the paper: 100 patients without visible abnormality)
 leak_free_maps: int = 0  # 0 → off (the paper); k ≥ 2: cross-fit, each training case's map from models blind to it (k parts)
 synth_external_layout: str = "prostate158"  # layout of the synthetic external set (the paper's external set is Prostate158)
+synth_without_masks: int = 6  # every k-th synthetic internal study has no anatomical mask, like the real px0218 (0: none)
+mask_source: dict = {"internal": "files_then_predicted", "external": "predicted"}  # crop masks per set: "files" (the data's own), "predicted" (the paper: the zone model's for every case) or "files_then_predicted"
+zone_training_data: list = []  # extra data sets whose zonal masks also train the zone model (the paper: ProstateX)
+zone_model: dict = {"configuration": "2d", "target_spacing": [3.0, 1.5, 1.5], "epochs": 12, "iterations_per_epoch": 25, "val_iterations_per_epoch": 2, "batch_size": 8, "n_folds": 3, "folds": [0], "mirroring": False}  # nnU-Net zone model, trained when a set's masks are predicted (paper: nnU-Net's defaults, 3d_fullres, 5 folds); keys of ZoneSettings
 on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
 show_cases: int = 3  # cases drawn in the preprocessing figure
 
@@ -57,6 +61,9 @@ from adunet_lib.preprocessing.pipeline import PreprocessConfig
 from adunet_lib.report.figures import preprocessing_figure, save_figure
 from adunet_lib.report.viewer import case_viewer
 from adunet_lib.run_folder import RunContext
+from adunet_lib.zones import stage as zone_stage
+from adunet_lib.zones.masks import quality_summary
+from adunet_lib.zones.model import ZoneSettings
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive,
                         inputs=(internal_data, external_data))
@@ -71,31 +78,53 @@ print(ctx.run_dir, config)
 datasets = stage.resolve_datasets(
     ctx, {"internal": internal_data, "external": external_data},
     {"internal": synth_internal_cases, "external": synth_external_cases},
-    synth_layouts={"external": synth_external_layout}, lesion_sources=lesion_sources)
+    synth_layouts={"external": synth_external_layout}, lesion_sources=lesion_sources,
+    without_masks=synth_without_masks)
 for name, ds in datasets.items():
     print(f"{name}: {len(ds)} cases of {len({c.patient for c in ds})} patients ({ds.layout} layout) from {ds.root}")
     for warning in ds.warnings:
         print("warning:", warning)
 
 # %% [markdown]
+# ## Zone masks: files or the zone model
+# The crop needs a prostate mask. The paper predicts PZ/TZ masks with an nnU-Net zone model for every
+# study (`mask_source: predicted`); `files` uses the data's own masks, `files_then_predicted` predicts
+# only where a study has none. The zone model trains on the internal cases' zonal masks (plus
+# `zone_training_data`) in folds by patient; held-out folds give its Dice, and `zones.csv` lists Dice per
+# zone and how far the crop box moves against the reference masks. A predicted gland that is empty or
+# outside `min_gland_ml`–`max_gland_ml` stops its case (or is skipped with `on_case_error: skip`).
+
+# %%
+zones = zone_stage.run_zone_stage(
+    ctx, datasets, mask_source, ZoneSettings.from_params(zone_model, seed=seed),
+    extra=[stage.open_extra(p) for p in zone_training_data], margin_mm=crop_margin_mm, on_error=on_case_error)
+stage.write_zone_quality(ctx, zones.quality)
+quality_summary(zones.quality)
+
+# %% [markdown]
 # ## Crop, mask, normalise, slice
 # Cases already preprocessed with the same settings are reused, so a re-run resumes.
 
 # %%
-tables = stage.preprocess_sets(ctx, datasets, config, n_folds=n_folds, on_error=on_case_error, splits_file=splits or None,
-                               anomaly_cohort=anomaly_cohort, anomaly_patients=anomaly_patients,
-                               leak_free_maps=leak_free_maps)
+tables = stage.preprocess_sets(ctx, zones.datasets, config, n_folds=n_folds, on_error=on_case_error,
+                               splits_file=splits or None, anomaly_cohort=anomaly_cohort,
+                               anomaly_patients=anomaly_patients, leak_free_maps=leak_free_maps,
+                               mask_origins=zones.mask_origins, skipped=zones.skipped)
 for case_id, message in tables.skipped:
     print("skipped:", message)
 stage.summary(tables.cases)
 
 # %% [markdown]
-# ## Where the lesion masks came from
+# ## Where the lesion and crop masks came from
 # PI-CAI: the first of `lesion_sources` that has the study; Prostate158: the tumour file, or none
-# for a csPCa-negative case (a labelled negative with an empty mask).
+# for a csPCa-negative case (a labelled negative with an empty mask). Crop masks: the data's files or
+# the zone model's predictions (`mask_source`).
 
 # %%
 stage.label_sources(tables.cases)
+
+# %%
+stage.mask_sources(tables.cases)
 
 # %% [markdown]
 # ## Fig. 2 — the preprocessing, case by case

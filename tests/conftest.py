@@ -115,6 +115,10 @@ def series_params(folder: Path) -> Path:
     path = smoke_params(folder)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["autoencoders"]["models"][DUMMY_MODEL] = {"width": 4}
+    if REALDATA.is_dir():
+        # the real ProstateX studies' zonal masks also train the zone model (as the paper's was trained on
+        # ProstateX), so the run can predict zones for a real study without masks (px0218)
+        data["preprocessing"]["zone_training_data"] = [str(REALDATA)]
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 

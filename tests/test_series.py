@@ -57,10 +57,10 @@ def test_predict_reproduces_the_runs_own_detection_map_for_a_study(smoke_series,
 
     run, _, _ = smoke_series
     case = _external_study(run)
-    mask = ["--zones", str(case.zones)] if case.zones else ["--gland", str(case.gland)]
     out = tmp_path / "pred"
+    # no mask given: the run's zone model predicts the zones, as it did for this (external, "predicted") case
     cmd = [sys.executable, "-m", "adunet_lib.cli", "predict", str(case.images["t2w"]), str(case.images["adc"]),
-           str(case.images["hbv"]), *mask, "--run", str(run), "--out", str(out), "--case-id", case.case_id]
+           str(case.images["hbv"]), "--run", str(run), "--out", str(out), "--case-id", case.case_id]
     done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, done.stderr[-2000:]
     assert case.case_id in done.stdout and "csPCa likelihood" in done.stdout
@@ -72,6 +72,9 @@ def test_predict_reproduces_the_runs_own_detection_map_for_a_study(smoke_series,
     np.testing.assert_allclose(detection.array, own.array, atol=1e-4)
     record = json.loads((out / f"{case.case_id}_prediction.json").read_text(encoding="utf-8"))
     assert record["variant"] == "adunet_all" and abs(record["case_score"] - float(own.array.max())) < 1e-4
+    assert record["zones"].startswith("predicted by the run's zone model")
+    np.testing.assert_array_equal(read_image(out / f"{case.case_id}_zones.nii.gz").array,
+                                  read_image(run / "zones" / f"{case.case_id}.nii.gz").array)
     assert (out / f"{case.case_id}_overview.png").read_bytes()[:4] == b"\x89PNG"
     assert len(list(out.glob(f"{case.case_id}_*_anomaly.mha"))) == 3
 
@@ -116,7 +119,8 @@ def test_the_series_counts_every_case_of_real_layouts(smoke_series):
         assert f"{source} {n}" in summary
     # the split nnU-Net trained with is the run's splits.json
     splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
-    used = sorted((run / "nnunet" / "preprocessed").glob("Dataset*/splits_final.json"))
+    used = sorted(p for p in (run / "nnunet" / "preprocessed").glob("Dataset*/splits_final.json")
+                  if not p.parent.name.endswith("_zones"))  # the zone model has folds of its own
     assert len(used) == 5 and all(json.loads(p.read_text(encoding="utf-8")) == splits for p in used)
     fold0 = set(inner.loc[inner["fold"] == 0, "case_id"])
     assert set(splits[0]["val"]) == fold0 & set(inner.loc[inner["labeled"], "case_id"])

@@ -9,6 +9,7 @@ passes, so a GAN can update its discriminator and generator as it needs — and
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from typing import Any, ClassVar
 
@@ -34,6 +35,41 @@ class SliceBatch:
         return SliceBatch(self.images.to(device), self.labels.to(device), self.masks.to(device))
 
 
+@dataclasses.dataclass
+class SpeedOptions:
+    """Speed switches every built-in model's ``Config`` inherits; all off = the plain fp32 path.
+
+    None of them changes the algorithm; each changes rounding only (tested: equal results within
+    tolerance after a few training steps, ``tests/anomaly_models/test_speed_options.py``). They are
+    hyperparameters like any other, so switching one on trains a model folder again.
+
+    Attributes:
+        channels_last: networks and inputs in NHWC memory format (faster convolutions on many CPUs
+            and on tensor-core GPUs).
+        mixed_precision: bf16 autocast for training and reconstruction where the hardware computes
+            bf16 natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs of compute capability 8 or newer);
+            elsewhere the model silently stays in fp32 (older GPUs too: fp16 would need loss scaling,
+            which the gradient penalty's double backward complicates). Losses, the gradient penalty's
+            norm and the DDIM updates stay fp32; weights and optimiser states are always fp32.
+        fused_optimizer: fused optimiser kernels (one kernel for all parameters, CPU and CUDA);
+            otherwise torch's default implementation.
+    """
+
+    channels_last: bool = False
+    mixed_precision: bool = False
+    fused_optimizer: bool = False
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Does ``device`` compute bf16 natively (so that bf16 autocast is a speed-up, not an emulation)?"""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return torch.backends.mkldnn.is_available() and any(check is not None and check() for check in checks)
+    return False
+
+
 class ReconstructionModel(abc.ABC):
     """Base class of the registered models.
 
@@ -48,7 +84,8 @@ class ReconstructionModel(abc.ABC):
             model's classifier); False when it learns from healthy slices only (autoencoders).
         flip_augmentation: random left-right flips of training batches (off where the published
             method trains without augmentation, e.g. the DDPM).
-        Config: the hyperparameter dataclass.
+        Config: the hyperparameter dataclass (the built-in ones inherit :class:`SpeedOptions`; the
+            helpers below read those switches with ``getattr``, so a Config without them runs plain).
     """
 
     name: ClassVar[str] = ""
@@ -65,6 +102,8 @@ class ReconstructionModel(abc.ABC):
         self.config = self.resolve_config(config)
         self.device = torch.device(device)
         self.step = 0
+        #: bf16 autocast is on: asked for (``mixed_precision``) and native on this device
+        self.bf16 = bool(getattr(self.config, "mixed_precision", False)) and bf16_native(self.device)
 
     # -- configuration -------------------------------------------------------------------------
     @classmethod
@@ -115,6 +154,31 @@ class ReconstructionModel(abc.ABC):
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Pseudo-healthy version of ``x`` (networks in eval mode, no gradients)."""
 
+    # -- speed options (see SpeedOptions) -------------------------------------------------------
+    def _channels_last(self) -> bool:
+        return bool(getattr(self.config, "channels_last", False))
+
+    def _prepare(self, *nets: nn.Module) -> None:
+        """Move freshly built networks to the model's device (and memory format); call from ``__init__``."""
+        for net in nets:
+            net.to(self.device)
+            if self._channels_last():
+                net.to(memory_format=torch.channels_last)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the model's device as fp32, in the networks' memory format."""
+        x = x.to(self.device, torch.float32)
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last() and x.ndim == 4 else x
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast when :attr:`bf16` is on, else a no-op; wrap forward passes, not ``backward()``."""
+        return torch.autocast(self.device.type, torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def _optimizer_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``torch.optim.Adam`` / ``SGD``: ``fused=True`` when asked for and available."""
+        fused = getattr(self.config, "fused_optimizer", False) and self.device.type in ("cpu", "cuda")
+        return {"fused": True} if fused else {}
+
     # -- shared behaviour ----------------------------------------------------------------------
     def reconstruct(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Pseudo-healthy slices G(x): same shape as ``x`` (``(B, C, H, W)`` in [0, 1]), on ``x``'s device."""
@@ -126,7 +190,8 @@ class ReconstructionModel(abc.ABC):
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start:start + batch_size].to(self.device, torch.float32)
             out = self._reconstruct(chunk)
-            outs.append(out.detach().clamp(0, 1).to(x.device))
+            # contiguous: channels_last networks return NHWC strides, callers expect plain tensors
+            outs.append(out.detach().float().clamp(0, 1).contiguous().to(x.device))
         for net in self.networks().values():
             net.train()
         return torch.cat(outs) if outs else x.clone()

@@ -301,7 +301,7 @@ def warn_lesion_outside_gland(case: Case, lesion: Image | None, gland: Image | N
                       stacklevel=3)
 
 
-def load_case(case: Case, require_masks: bool = False) -> LoadedCase:
+def load_case(case: Case, require_masks: bool = False, sequences: tuple[str, ...] = SEQUENCES) -> LoadedCase:
     """Read and validate every file of ``case``.
 
     Checks: each sequence present once, readable, 3D, finite, not all zero; ADC/hbv overlap the T2W
@@ -311,13 +311,14 @@ def load_case(case: Case, require_masks: bool = False) -> LoadedCase:
     Args:
         case: the case to load.
         require_masks: raise when the case has neither zonal nor whole-gland mask.
+        sequences: the sequences to read (T2W always; the zone model may need T2W alone).
 
     Raises:
         CaseError: naming the case and the offending file.
     """
-    images = {seq: load_sequence(case, seq) for seq in SEQUENCES}
+    images = {seq: load_sequence(case, seq) for seq in dict.fromkeys(("t2w", *sequences))}
     t2w = images["t2w"]
-    for seq in ("adc", "hbv"):
+    for seq in (s for s in ("adc", "hbv") if s in images):
         check_overlap(case, seq, images[seq], t2w)
     lesion = load_lesion(case, t2w)
     zones, gland = load_zones(case, t2w)

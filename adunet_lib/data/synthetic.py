@@ -358,7 +358,8 @@ LAYOUTS = ("picai", "prostate158", "manifest")
 
 
 def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "internal",
-                      config: SynthConfig | None = None, show_progress: bool = True, layout: str = "picai") -> Path:
+                      config: SynthConfig | None = None, show_progress: bool = True, layout: str = "picai",
+                      without_masks: int = 0) -> Path:
     """Write ``cases`` synthetic studies under ``out`` in a real dataset's layout; returns what
     :func:`~adunet_lib.data.readers.open_dataset` opens (the folder, or the manifest file).
 
@@ -373,6 +374,9 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
       cases only — ``adc_tumor_reader1`` drawn on the ADC grid); negatives have no tumour file.
     - ``manifest``: ``manifest.csv`` (``case_id,patient_id,t2w,adc,hbv,lesion,zones,cspca``) + files.
 
+    ``without_masks`` k > 0: every k-th study has no anatomical mask at all (PI-CAI and manifest
+    layouts; as the real ``px0218`` in PI-CAI layout), so its crop needs a predicted one.
+
     ``synth.json`` (settings and per-case lesion facts) is written last; a cohort already written
     with the same settings is kept (resumable).
 
@@ -385,7 +389,11 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     cfg = config or SITES[site]
     out = Path(out)
+    if without_masks < 0:
+        raise ValueError(f"without_masks must be 0 (every study has masks) or k >= 1, not {without_masks}")
     settings = {"seed": seed, "cases": cases, "layout": layout, "config": cfg.to_dict()}
+    if without_masks:
+        settings["without_masks"] = without_masks
     meta_path = out / "synth.json"
     entry = out / "manifest.csv" if layout == "manifest" else out
     if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("settings") == json.loads(json.dumps(settings)):
@@ -394,6 +402,7 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
     facts = {}
     for i in progress(range(cases), desc=f"synth {site}", enabled=show_progress, unit="case"):
         data = synthesize_case(i, seed, cfg)
+        data["no_masks"] = bool(without_masks) and i % without_masks == without_masks - 1
         facts[writer.write(i, data)] = data["facts"]
     writer.finish()
     # written last: its presence marks a complete cohort
@@ -433,10 +442,11 @@ class _PicaiWriter:
             write_image(lesion, labels / LESION_SOURCES[source] / f"{case_id}.nii.gz")
         ai = lesion.with_array((lesion.array >= 2).astype(np.uint8))  # AI masks: 1 = csPCa (ISUP ≥ 2)
         write_image(ai, labels / LESION_SOURCES["Bosma22a"] / f"{case_id}.nii.gz")
-        zones_source = ZONE_SOURCES[i % len(ZONE_SOURCES)]
-        write_image(data["zones"], labels / zones_source / f"{case_id}.nii.gz")
-        write_image(data["zones"].with_array((data["zones"].array > 0).astype(np.uint8)),
-                    labels / GLAND_SOURCE / f"{case_id}.nii.gz")
+        if not data.get("no_masks"):
+            zones_source = ZONE_SOURCES[i % len(ZONE_SOURCES)]
+            write_image(data["zones"], labels / zones_source / f"{case_id}.nii.gz")
+            write_image(data["zones"].with_array((data["zones"].array > 0).astype(np.uint8)),
+                        labels / GLAND_SOURCE / f"{case_id}.nii.gz")
         self.rows.append({"patient_id": self.pid, "study_id": sid, "case_ISUP": data["isup"],
                           "case_csPCa": "YES" if positive else "NO", "center": f"SYNTH-{self.cfg.site.upper()}"})
         return case_id
@@ -489,6 +499,9 @@ class _ManifestWriter:
         case_id = f"case{i:03d}"
         row = {"case_id": case_id, "patient_id": f"patient{i // 2:03d}", "cspca": "yes" if data["isup"] >= 2 else "no"}
         for name in ("t2w", "adc", "hbv", "lesion", "zones"):
+            if name == "zones" and data.get("no_masks"):
+                row[name] = ""
+                continue
             write_image(data[name], self.out / "studies" / case_id / f"{name}.nii.gz")
             row[name] = f"studies/{case_id}/{name}.nii.gz"
         self.rows.append(row)

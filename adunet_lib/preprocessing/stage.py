@@ -32,7 +32,7 @@ class CohortTables:
 
 def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict[str, int],
                      show_progress: bool = True, synth_layouts: dict[str, str] | None = None,
-                     lesion_sources: tuple[str, ...] | None = None) -> dict[str, Dataset]:
+                     lesion_sources: tuple[str, ...] | None = None, without_masks: int = 0) -> dict[str, Dataset]:
     """Open each set's dataset; ``"synthetic"`` writes (or reuses) a phantom cohort in the run folder.
 
     Args:
@@ -41,6 +41,7 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
         synth_layouts: set name → layout of its synthetic cohort (default: PI-CAI internal,
             Prostate158 external, as in the paper).
         lesion_sources: picai_labels lesion sources in order of preference (PI-CAI layout).
+        without_masks: every k-th synthetic internal study has no anatomical mask (0: none such).
     """
     layouts = {INTERNAL: "picai", EXTERNAL: "prostate158", **(synth_layouts or {})}
     options = {"lesion_sources": tuple(lesion_sources)} if lesion_sources else {}
@@ -51,7 +52,8 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
         if source == "synthetic":
             site = EXTERNAL if set_name == EXTERNAL else INTERNAL
             path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.seed, site=site,
-                                     show_progress=show_progress, layout=layouts[set_name])
+                                     show_progress=show_progress, layout=layouts[set_name],
+                                     without_masks=without_masks if set_name == INTERNAL else 0)
             out[set_name] = open_dataset(path, site=f"synthetic-{site}", **options)
         else:
             out[set_name] = open_dataset(resolve(source), site=set_name, **options)
@@ -62,14 +64,38 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
     return out
 
 
+def open_extra(path: str) -> Dataset:
+    """A data set that only trains the zone model (``zone_training_data``; the paper: ProstateX)."""
+    dataset = open_dataset(resolve(path), site="zone training")
+    if not any(c.zones is not None for c in dataset):
+        raise AdunetError(f"zone_training_data {path}: no case with a zonal (PZ/TZ) mask")
+    return dataset
+
+
+def write_zone_quality(ctx: RunContext, quality: pd.DataFrame) -> None:
+    """``figures/<name>/zones.csv`` when the zone model ran; a stale one from an earlier run goes."""
+    target = ctx.figure("zones.csv")
+    if quality.empty:
+        target.unlink(missing_ok=True)
+        return
+    with atomic_path(target) as tmp:
+        quality.round(4).to_csv(tmp, index=False)
+
+
 def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: PreprocessConfig, n_folds: int,
                     on_error: str = "fail", show_progress: bool = True, splits_file: str | None = None,
                     anomaly_cohort: str = "training_split", anomaly_patients: int = 100,
-                    leak_free_maps: int = 0) -> CohortTables:
+                    leak_free_maps: int = 0, mask_origins: dict[str, dict[str, str]] | None = None,
+                    skipped: list[tuple[str, str]] | None = None) -> CohortTables:
     """Preprocess every set into the run folder, assign internal cases to folds — by patient,
     stratified by csPCa, or from published ``splits_file`` (nnU-Net's format) — (fold 0 = validation
-    split, the rest = training split), write ``cases.csv``, ``slices.csv`` and ``splits.json``."""
-    case_rows, slice_frames, skipped, stamps = [], [], [], []
+    split, the rest = training split), write ``cases.csv``, ``slices.csv`` and ``splits.json``.
+
+    ``mask_origins`` (set → case → ``files`` / ``predicted``) is the zone stage's word on where each
+    crop mask came from (a ``mask_source`` column); ``skipped`` lists cases it already left out."""
+    case_rows, slice_frames, stamps = [], [], []
+    skipped = list(skipped or [])
+    mask_origins = mask_origins or {}
     for set_name, dataset in datasets.items():
         done, bad = preprocess_dataset(dataset.cases, ctx.preprocessed_dir(set_name), config, on_error=on_error,
                                        show_progress=show_progress, desc=f"preprocess {set_name}",
@@ -93,7 +119,8 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             case_rows.append({
                 "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid,
                 "patient_id": dataset[cid].patient, "site": pre.site, "cspca": pre.cspca, "labeled": pre.labeled,
-                "lesion_source": dataset[cid].lesion_source, "gland_slices": len(table),
+                "lesion_source": dataset[cid].lesion_source,
+                "mask_source": mask_origins.get(set_name, {}).get(cid, "files"), "gland_slices": len(table),
                 "lesion_slices": int((table["label"] == "lesion").sum()),
                 "box_size_mm": round(pre.box.size[0] * pre.t2w_geometry.spacing[0], 1),
             })
@@ -165,6 +192,11 @@ def label_sources(cases: pd.DataFrame) -> pd.DataFrame:
     return (cases.groupby(["set", "lesion_source"], sort=False).agg(cases=("case_id", "count"),
                                                                     labeled=("labeled", "sum"))
             .reset_index())
+
+
+def mask_sources(cases: pd.DataFrame) -> pd.DataFrame:
+    """Cases per set whose crop mask came from files or from the zone model."""
+    return cases.groupby(["set", "mask_source"], sort=False).agg(cases=("case_id", "count")).reset_index()
 
 
 def summary(cases: pd.DataFrame) -> pd.DataFrame:

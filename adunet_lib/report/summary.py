@@ -37,7 +37,7 @@ def _model_budgets(ctx: RunContext) -> list[str]:
     return lines
 
 
-def _data_lines(pre: dict, cases: pd.DataFrame, table2: pd.DataFrame) -> list[str]:
+def _data_lines(pre: dict, cases: pd.DataFrame, table2: pd.DataFrame, zone_lines: list[str]) -> list[str]:
     """Cases, patients and labels per set, lesion-mask sources, folds, what each evaluated set means."""
     counts = cases.assign(pos=cases["cspca"].fillna(False).astype(bool)).groupby("set", sort=False).agg(
         cases=("case_id", "count"), patients=("patient_id", "nunique"), csPCa=("pos", "sum"),
@@ -54,9 +54,32 @@ def _data_lines(pre: dict, cases: pd.DataFrame, table2: pd.DataFrame) -> list[st
     lines.append(f"- internal cases in {pre.get('n_folds', '?')} folds by patient, stratified by csPCa"
                  + (f" (published splits `{Path(pre['splits_file']).name}`)" if pre.get("splits_file") else "")
                  + "; fold 0 = validation split")
+    lines += zone_lines
     lines += ["", "What the evaluated sets mean:"]
     lines += [f"- *{name}*: {EVALUATED_MEANING[split]}" for split, name in EVALUATED_SPLITS.items()
               if name in set(table2["set"])]
+    return lines
+
+
+def _zone_lines(ctx: RunContext, cases: pd.DataFrame) -> list[str]:
+    """Where the crop masks came from and, when a zone model made some, how good it is (zones.csv)."""
+    if "mask_source" not in cases:
+        return []
+    lines = [f"- {set_name} crop masks: " + ", ".join(f"{name} {int(n)}" for name, n in block["mask_source"].value_counts().items())
+             for set_name, block in cases.groupby("set", sort=False)]
+    record = _read_json(ctx.zone_record) or {}
+    quality_file = ctx.figure("zones.csv")
+    if record.get("settings") and quality_file.is_file():
+        from adunet_lib.zones.masks import quality_summary
+
+        summary = quality_summary(pd.read_csv(quality_file))
+        parts = [f"{r['role']} (n={int(r['cases'])}): Dice PZ {r['dice_pz']:.2f}, TZ {r['dice_tz']:.2f}, "
+                 f"gland {r['dice_gland']:.2f}, crop box moves {r['box_shift_mm_median']:.1f} mm (median), "
+                 f"{r['box_shift_mm_max']:.1f} mm (max)" for _, r in summary.iterrows()]
+        settings = record["settings"]
+        lines.append(f"- zone model (`{record.get('dataset')}`, nnU-Net {settings.get('configuration')}, folds "
+                     f"{settings.get('folds')} of {settings.get('n_folds')}, {record.get('training_cases')} training "
+                     f"cases): " + "; ".join(parts) + " — zones.csv")
     return lines
 
 
@@ -122,7 +145,7 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
     synthetic = any(common.get(k, "synthetic") == "synthetic" for k in ("internal_data", "external_data"))
     lines = [f"# Run summary — `{params_name}`", "",
              "## Headline", "", *(_headline(table2) or ["(no comparison available)"]), "",
-             "## Data", "", *_data_lines(pre, cases, table2), "",
+             "## Data", "", *_data_lines(pre, cases, table2, _zone_lines(ctx, cases)), "",
              "## Settings", "",
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
              f"- preprocessing: {pre.get('preprocess', {})}", *_map_lines(ctx, pre, cases),
@@ -141,5 +164,5 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
         lines += ["## Wall time per notebook", "", *[f"- {k}: {v:.0f} s" for k, v in seconds.items()],
                   f"- total: {sum(seconds.values()) / 60:.1f} min", ""]
     lines += ["## Files", "", "table1.csv/.md, fig3_reconstructions.png, fig4_anomaly_maps.png, map_quality.csv, "
-              "table2.csv/.md, roc_pr_<set>.png, forest_<set>.png — in this folder.", ""]
+              "table2.csv/.md, roc_pr_<set>.png, forest_<set>.png, zones.csv (when masks were predicted) — in this folder.", ""]
     return write_text(ctx.figure_dir / "summary.md", "\n".join(lines))

@@ -143,7 +143,10 @@ def predict(args: dict) -> None:
                                                    checkpoint_name="checkpoint_final.pth")
     out = Path(args["output_dir"])
     inputs = args["inputs"]  # case id → channel files
-    todo = [cid for cid in sorted(inputs) if not (out / f"{cid}.npz").is_file()]
+    # the file that marks a case done: the probabilities, or the label map when only labels are kept
+    probabilities = bool(args.get("save_probabilities", True))
+    done = ".npz" if probabilities else predictor.dataset_json["file_ending"]
+    todo = [cid for cid in sorted(inputs) if not (out / f"{cid}{done}").is_file()]
     if not todo:
         return
     # nnU-Net writes in place; predict into a scratch folder and move each finished case into
@@ -152,10 +155,10 @@ def predict(args: dict) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     for cid in todo:
-        predictor.predict_from_files_sequential([inputs[cid]], [str(scratch / cid)], save_probabilities=True,
+        predictor.predict_from_files_sequential([inputs[cid]], [str(scratch / cid)], save_probabilities=probabilities,
                                                 overwrite=True)
-        for produced in sorted(scratch.glob(f"{cid}.*"), key=lambda p: p.suffix == ".npz"):
-            os.replace(produced, out / produced.name)  # the .npz (the "done" mark) moves last
+        for produced in sorted(scratch.glob(f"{cid}.*"), key=lambda p: p.name.endswith(done)):
+            os.replace(produced, out / produced.name)  # the "done" mark moves last
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -90,6 +90,28 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
         raise AdunetError(f"{label} failed ({reason.strip()[:300]}); see the output above")
 
 
+def training_steps(ctx: RunContext, dataset_id: int, dataset_name: str, settings: Any) -> list[dict[str, Any]]:
+    """The plan and train steps of a dataset still to do (a step's "done" file marks it finished).
+
+    ``settings`` has ``configuration``, ``target_spacing``, ``folds``, ``num_processes``, ``seed``,
+    ``batch_size`` and ``budget()`` (the segmentation and the zone model's settings both do).
+    """
+    from adunet_lib.segmentation._worker import PLANNED, TRAINED
+
+    steps: list[dict[str, Any]] = []
+    if not (ctx.nnunet_preprocessed / dataset_name / PLANNED).is_file():
+        steps.append({"command": "plan", "dataset_id": dataset_id, "configurations": [settings.configuration],
+                      "num_processes": settings.num_processes, "verify": True,
+                      "target_spacing": list(settings.target_spacing) if settings.target_spacing else None})
+    mdir = ctx.nnunet_model_dir(dataset_name, settings.configuration)
+    for fold in settings.folds:
+        if not (mdir / f"fold_{fold}" / TRAINED).is_file():
+            steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
+                          "fold": fold, "device": ctx.device, "seed": settings.seed, "batch_size": settings.batch_size,
+                          **settings.budget()})
+    return steps
+
+
 def _worth_showing(line: str) -> bool:
     # nnU-Net's own epoch lines are the progress a user wants; its banners and per-case chatter are not
     noise = ("#######", "Please cite", "If you use", "https://", "Using <class", "Trying to", "unpacking",

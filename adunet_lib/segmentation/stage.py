@@ -21,7 +21,6 @@ from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import write_json
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
-from adunet_lib.segmentation._worker import PLANNED, TRAINED
 from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.segmentation.export import channel_files, export_variant, write_splits
 from adunet_lib.vocabulary import (INTERNAL, MAP_CHANNEL_NAME, MAP_NORMALISATIONS, TEST, VAL, Variant,
@@ -127,17 +126,8 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
     t = time.perf_counter()
     export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
     write_splits(ctx, name)
-    steps: list[dict] = []
-    if not (ctx.nnunet_preprocessed / name / PLANNED).is_file():
-        steps.append({"command": "plan", "dataset_id": dataset_id, "configurations": [settings.configuration],
-                      "num_processes": settings.num_processes, "verify": True,
-                      "target_spacing": list(settings.target_spacing) if settings.target_spacing else None})
+    steps = nnunet.training_steps(ctx, dataset_id, name, settings)
     mdir = ctx.nnunet_model_dir(name, settings.configuration)
-    for fold in settings.folds:
-        if not (mdir / f"fold_{fold}" / TRAINED).is_file():
-            steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
-                          "fold": fold, "device": ctx.device, "seed": settings.seed, "batch_size": settings.batch_size,
-                          **settings.budget()})
     jobs = prediction_jobs(ctx, spec, cases, settings, map_model)
     for split, folds, inputs in jobs:
         out = ctx.nnunet_softmax_dir(spec.name, split)

@@ -1,10 +1,13 @@
-"""Fixed-Point GAN: healthy slices pass unchanged, lesions are removed, the networks have the paper's shapes.
+"""Fixed-Point GAN: healthy slices pass unchanged, lesions are removed, the networks have the paper's shapes,
+and a training iteration costs what the official solver's does.
 
 The behavioural tests train one small FP-GAN on synthetic phantoms (textured discs, half of them with
 a dark lesion blob) for 200 iterations and look at the anomaly map ``|x − G(x)|`` of held-out
-phantoms. Measured with the settings below on one thread (seed 0; seeds 1–4 in brackets):
-healthy-slice residual in the gland 0.015 [0.024, 0.037, 0.023, 0.021] (untrained: 0.134); lesion /
-rest-of-gland residual ratio 6.8 [4.9, 3.9, 4.5, 4.2].
+phantoms. Measured with the settings below on one thread (seed 0; seeds 1–4 in brackets), with the
+official solver's critic step (one fake per real slice, permuted target labels):
+healthy-slice residual in the gland 0.019 [0.024, 0.043, 0.019, 0.024] (untrained: 0.134); lesion /
+rest-of-gland residual ratio 6.4 [5.1, 3.8, 4.4, 3.7]. (The earlier critic step, two fakes with random
+targets: 0.015 [0.024, 0.037, 0.023, 0.021] and 6.8 [4.9, 3.9, 4.5, 4.2].)
 """
 
 import numpy as np
@@ -141,3 +144,70 @@ def test_too_many_critic_layers_are_refused_clearly():
     create("fpgan", 1, 32, {"conv_dim": 4, "n_res_blocks": 1, "d_layers": 5})  # 32 / 2**5 = 1 is the limit
     with pytest.raises(ValueError, match="multiple of 4"):
         create("fpgan", 1, 30, {"conv_dim": 4, "n_res_blocks": 1, "d_layers": 3})
+
+
+@pytest.fixture
+def one_thread():
+    """One thread: no waiting for a descheduled thread on a busy machine (tiny networks gain nothing from two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class _ForwardCounter:
+    """Calls and slices seen by each network, and the domain vectors given to the generator."""
+
+    def __init__(self, model):
+        self.calls = {"generator": 0, "discriminator": 0}
+        self.slices = {"generator": 0, "discriminator": 0}
+        self.domains: list[torch.Tensor] = []
+        for key, net in model.networks().items():
+            net.register_forward_hook(lambda module, args, out, key=key: self._seen(key, args))
+
+    def _seen(self, key, args):
+        self.calls[key] += 1
+        self.slices[key] += len(args[0])
+        if key == "generator":
+            self.domains.append(args[1].detach().clone())
+
+    def take(self) -> tuple[dict[str, tuple[int, int]], list[torch.Tensor]]:
+        """({network: (calls, slices)}, the generator's domain inputs) since the last take."""
+        out = {key: (self.calls[key], self.slices[key]) for key in self.calls}, self.domains
+        self.calls, self.slices, self.domains = dict.fromkeys(self.calls, 0), dict.fromkeys(self.slices, 0), []
+        return out
+
+
+# The official solver, per real slice: a critic-only iteration runs G once (x → c_trg) and D three
+# times (real, fake, interpolate); an iteration with a generator update also runs G four times (x →
+# c_trg again, x → c_x, and both back) and D twice. Here x → c_trg is translated once per iteration
+# (G's weights do not change in the critic's update), and real + fake share one critic call.
+@pytest.mark.parametrize(("critic_fakes", "critic_only", "with_generator"), [
+    (1, {"generator": (1, 1), "discriminator": (2, 3)}, {"generator": (2, 4), "discriminator": (3, 5)}),
+    (2, {"generator": (1, 2), "discriminator": (2, 5)}, {"generator": (2, 4), "discriminator": (3, 7)}),
+])
+def test_forward_passes_per_iteration_are_the_official_solvers(critic_fakes, critic_only, with_generator, one_thread):
+    torch.manual_seed(0)
+    n = 6
+    model = create("fpgan", 1, SIZE, {**FixedPointGAN.smoke_config(), "n_critic": 3, "critic_fakes": critic_fakes})
+    model.configure(total_iterations=12, epoch_length=3)
+    counter = _ForwardCounter(model)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    batch = _batch(n)
+    batch.labels = labels
+    seen, targets = [], []
+    for _ in range(6):
+        model.train_step(batch)
+        model.step += 1
+        counts, domains = counter.take()
+        seen.append({key: (calls, slices // n) for key, (calls, slices) in counts.items()})
+        targets.append(domains[0][:n].argmax(1))  # the first translation of each iteration is x → c_trg
+    assert seen == [critic_only, critic_only, with_generator] * 2
+    # target domains: the batch's labels in random order (the solver's choice), not random domains
+    assert all(sorted(t.tolist()) == sorted(labels.tolist()) for t in targets)
+    assert any(not torch.equal(t, labels) for t in targets)
+
+
+def test_critic_fakes_must_be_one_or_two():
+    with pytest.raises(ValueError, match="critic_fakes"):
+        create("fpgan", 1, SIZE, {**FixedPointGAN.smoke_config(), "critic_fakes": 3})

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch
+from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch, SpeedOptions
 from adunet_lib.anomaly_models.diffusion.sampling import (
     HEALTHY,
+    NetworkFn,
     alphas_cumprod,
     beta_schedule,
     ddim_decode,
@@ -24,7 +25,7 @@ from adunet_lib.anomaly_models.registry import register
 
 
 @dataclasses.dataclass
-class DDPMConfig:
+class DDPMConfig(SpeedOptions):
     """Diffusion-model hyperparameters; defaults follow Wolleb et al. (2022) at 128².
 
     Networks: guided-diffusion's U-Net for 128² images — 128 channels in the first layer, widths
@@ -63,6 +64,9 @@ class DDPMConfig:
         guidance_scale: s; 0 gives plain DDIM encode/decode (no classifier calls).
         ddim_steps: timesteps visited between 0 and L, each way.
         clip_denoised: clip each intermediate x̂_0 to the intensity range while decoding.
+        channels_last, mixed_precision, fused_optimizer: speed switches
+            (:class:`~adunet_lib.anomaly_models.base.SpeedOptions`); with ``mixed_precision`` the
+            networks run in bf16, the DDIM updates stay in float64.
     """
 
     channels: tuple[int, ...] = (128, 128, 256, 384, 512)
@@ -112,10 +116,11 @@ class GuidedDiffusion(ReconstructionModel):
         ddim_timesteps(c.noise_level, c.ddim_steps)  # fail at construction, not after hours of training
         self.alpha_bar = alphas_cumprod(beta_schedule(c.timesteps, c.schedule, c.beta_start, c.beta_end))
         self.unet = noise_predictor(in_channels, image_size, tuple(c.channels), tuple(c.attention_resolutions),
-                                    c.num_res_blocks, c.num_head_channels, c.norm_num_groups).to(self.device)
+                                    c.num_res_blocks, c.num_head_channels, c.norm_num_groups)
         self.classifier = noisy_classifier(in_channels, image_size, tuple(c.classifier_channels),
                                            tuple(c.classifier_attention_resolutions), c.classifier_num_res_blocks,
-                                           c.num_head_channels, c.norm_num_groups).to(self.device)
+                                           c.num_head_channels, c.norm_num_groups)
+        self._prepare(self.unet, self.classifier)
         self._opt: torch.optim.Optimizer | None = None
         self._classifier_opt: torch.optim.Optimizer | None = None
 
@@ -133,8 +138,18 @@ class GuidedDiffusion(ReconstructionModel):
 
     def configure(self, total_iterations: int, epoch_length: int) -> None:
         # constant learning rates, as guided-diffusion trains both networks
-        self._opt = torch.optim.Adam(self.unet.parameters(), lr=self.config.lr)
-        self._classifier_opt = torch.optim.Adam(self.classifier.parameters(), lr=self.config.classifier_lr)
+        options = self._optimizer_options()
+        self._opt = torch.optim.Adam(self.unet.parameters(), lr=self.config.lr, **options)
+        self._classifier_opt = torch.optim.Adam(self.classifier.parameters(), lr=self.config.classifier_lr, **options)
+
+    def _run(self, net: nn.Module) -> NetworkFn:
+        """``net`` as ``fn(x_t, t)`` with the speed options applied; returns fp32."""
+
+        def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with self._autocast():
+                return net(self._input(x), t).float()
+
+        return fn
 
     def _noised(self, x0: torch.Tensor, max_t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x_t, t, ε) for random t < max_t; drawn on the CPU so that the checkpointed CPU RNG state alone
@@ -146,20 +161,20 @@ class GuidedDiffusion(ReconstructionModel):
 
     def train_step(self, batch: SliceBatch) -> dict[str, float]:
         c = self.config
-        x0 = batch.images * 2 - 1
+        x0 = self._input(batch.images) * 2 - 1
         losses: dict[str, float] = {}
         healthy = batch.labels == HEALTHY
         # the DDPM must learn the healthy distribution only: lesion slices are for the classifier
         if healthy.any():
             x_t, t, noise = self._noised(x0[healthy], c.timesteps)
-            loss = F.mse_loss(self.unet(x_t, t), noise)
+            loss = F.mse_loss(self._run(self.unet)(x_t, t), noise)
             self._opt.zero_grad(set_to_none=True)
             loss.backward()
             self._opt.step()
             losses["ddpm"] = float(loss.detach())
         if c.classifier_iterations <= 0 or self.step < c.classifier_iterations:
             x_t, t, _ = self._noised(x0, c.classifier_max_t or c.timesteps)
-            logits = self.classifier(x_t, t)
+            logits = self._run(self.classifier)(x_t, t)
             loss = F.cross_entropy(logits, batch.labels)
             self._classifier_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,8 +187,9 @@ class GuidedDiffusion(ReconstructionModel):
         c = self.config
         steps = ddim_timesteps(c.noise_level, c.ddim_steps)
         with torch.no_grad():
-            latent = ddim_encode(self.unet, x * 2 - 1, self.alpha_bar, steps)
+            unet = self._run(self.unet)
+            latent = ddim_encode(unet, x * 2 - 1, self.alpha_bar, steps)
             # decoding re-enables gradients for the classifier only
-            healthy = ddim_decode(self.unet, latent, self.alpha_bar, steps, self.classifier, c.guidance_scale,
+            healthy = ddim_decode(unet, latent, self.alpha_bar, steps, self._run(self.classifier), c.guidance_scale,
                                   HEALTHY, c.clip_denoised)
         return (healthy + 1) / 2

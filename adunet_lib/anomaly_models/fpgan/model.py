@@ -8,14 +8,16 @@ an anomaly map.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch
+from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch, SpeedOptions
 from adunet_lib.anomaly_models.fpgan.torch_model import Discriminator, Generator
 from adunet_lib.anomaly_models.registry import register
 
@@ -26,7 +28,7 @@ _G_KEYS = ("g_adv", "g_cls", "g_rec", "g_id")
 
 
 @dataclasses.dataclass
-class FPGANConfig:
+class FPGANConfig(SpeedOptions):
     """Fixed-Point GAN hyperparameters; defaults are the paper's (StarGAN's networks and optimiser).
 
     Attributes:
@@ -40,6 +42,14 @@ class FPGANConfig:
         n_critic: discriminator updates per generator update.
         g_lr, d_lr, beta1, beta2: Adam settings.
         decay_from: fraction of the training budget after which both learning rates fall linearly to 0.
+        critic_fakes: fakes per real slice in the critic's update. 1 (default) = the official solver:
+            ``x`` sent to its target domain only, gradient penalty on those interpolates. 2 = the
+            paper's revised adversarial loss taken literally: also ``x`` sent to its own domain, the
+            critic averaging its scores over both fakes and the penalty over both real–fake pairs
+            (1.9× the critic's cost; with two domains the solver's permuted targets already make about
+            half of the fakes own-domain translations).
+        channels_last, mixed_precision, fused_optimizer: speed switches
+            (:class:`~adunet_lib.anomaly_models.base.SpeedOptions`).
     """
 
     conv_dim: int = 64
@@ -56,6 +66,7 @@ class FPGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     decay_from: float = 0.5
+    critic_fakes: int = 1
 
 
 def _linear_decay(total_iterations: int, decay_from: float):
@@ -71,12 +82,18 @@ def _linear_decay(total_iterations: int, decay_from: float):
     return factor
 
 
-def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ of real and fake slices."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Tensor,
+                      precision: Callable[[], contextlib.AbstractContextManager]) -> torch.Tensor:
+    """WGAN-GP: (‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ of real and fake slices (one per pair).
+
+    ``precision()`` wraps the critic's forward pass (autocast or nothing); the norm is taken in fp32.
+    """
+    # drawn on the CPU: the checkpointed CPU RNG state alone makes a resumed run draw the same numbers
+    alpha = torch.rand(real.shape[0], 1, 1, 1).to(real.device)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    scores, _ = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    with precision():
+        scores, _ = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
     # vector_norm has a defined gradient at 0, unlike sqrt(sum(g²))
     return ((torch.linalg.vector_norm(grad.flatten(1), dim=1) - 1) ** 2).mean()
 
@@ -85,13 +102,19 @@ def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Ten
 class FixedPointGAN(ReconstructionModel):
     """Fixed-Point GAN: ``reconstruct`` translates every slice to the healthy domain.
 
-    Training follows the paper's objective with WGAN-GP: each step updates the critic on real slices
-    (adversarial + domain classification) and on two fakes — ``x`` sent to a random domain and ``x``
-    sent to its own domain — and every ``n_critic``-th step updates the generator with adversarial and
-    classification losses on both fakes, cycle reconstruction for both and the identity loss
-    ``|x − G(x, c_x)|``. Images are mapped to [-1, 1] inside the model. One departure from the
-    paper's equation: the critic averages its scores over the two fakes instead of summing them (see
-    :meth:`train_step`).
+    Training follows the official solver (Siddiquee et al.'s ``solver.py``) with WGAN-GP. Each batch
+    gets target domains by permuting its own labels. Every iteration updates the critic on the real
+    slices (adversarial + domain classification) and on one fake per real slice, ``G(x, c_trg)``, with
+    the gradient penalty on their interpolates; every ``n_critic``-th iteration also updates the
+    generator: adversarial and classification losses on ``G(x, c_trg)`` and on ``G(x, c_x)``, cycle
+    reconstruction of both back to ``c_x``, and the identity loss ``|x − G(x, c_x)|``. Images are
+    mapped to [-1, 1] inside the model.
+
+    Per iteration the critic sees 3 slices per real one (real, fake, interpolate) and the generator 1;
+    an iteration with a generator update sends 4 slices per real one through the generator (the solver:
+    5 — it translates ``x`` to its target once for the critic and again for the generator, with the
+    same weights; here that translation is made once, and the critic gets it detached) and 2 more
+    through the critic. ``critic_fakes=2`` adds own-domain fakes to the critic's update.
 
     Example:
         >>> from adunet_lib.anomaly_models import create
@@ -112,10 +135,14 @@ class FixedPointGAN(ReconstructionModel):
             raise ValueError(f"c_dim must be at least 2 (healthy, lesion), got {c.c_dim}")
         if c.n_critic < 1:
             raise ValueError(f"n_critic must be at least 1, got {c.n_critic}")
+        if c.critic_fakes not in (1, 2):
+            raise ValueError(f"critic_fakes must be 1 (the official solver) or 2 (own-domain fakes too), "
+                             f"got {c.critic_fakes}")
         if image_size % Generator.stride:
             raise ValueError(f"fpgan: image_size must be a multiple of {Generator.stride}, got {image_size}")
-        self.generator = Generator(in_channels, c.c_dim, c.conv_dim, c.n_res_blocks).to(self.device)
-        self.discriminator = Discriminator(in_channels, image_size, c.c_dim, c.conv_dim, c.d_layers).to(self.device)
+        self.generator = Generator(in_channels, c.c_dim, c.conv_dim, c.n_res_blocks)
+        self.discriminator = Discriminator(in_channels, image_size, c.c_dim, c.conv_dim, c.d_layers)
+        self._prepare(self.generator, self.discriminator)
         self._opt: dict[str, torch.optim.Optimizer] = {}
         self._sched: dict[str, Any] = {}
         # the loss table needs fixed columns: G losses are repeated between generator updates
@@ -137,8 +164,9 @@ class FixedPointGAN(ReconstructionModel):
     def configure(self, total_iterations: int, epoch_length: int) -> None:
         c = self.config
         betas = (c.beta1, c.beta2)
-        self._opt = {"generator": torch.optim.Adam(self.generator.parameters(), c.g_lr, betas),
-                     "discriminator": torch.optim.Adam(self.discriminator.parameters(), c.d_lr, betas)}
+        options = self._optimizer_options()
+        self._opt = {"generator": torch.optim.Adam(self.generator.parameters(), c.g_lr, betas, **options),
+                     "discriminator": torch.optim.Adam(self.discriminator.parameters(), c.d_lr, betas, **options)}
         decay = _linear_decay(total_iterations, c.decay_from)
         # each scheduler steps only after its own optimiser: the critic's counts iterations, the
         # generator's counts its updates, which happen once every n_critic iterations
@@ -156,47 +184,63 @@ class FixedPointGAN(ReconstructionModel):
         if not self._opt:
             raise RuntimeError("fpgan: call configure(total_iterations, epoch_length) before train_step")
         c = self.config
-        x = batch.images.to(self.device, torch.float32) * 2 - 1
+        x = self._input(batch.images) * 2 - 1
         label_org = batch.labels.to(self.device).long()
-        # random targets as in the paper's code; with two domains half of them are the own domain
-        label_trg = torch.randint(c.c_dim, label_org.shape, device=self.device)
+        # the solver's target domains: the batch's own labels in random order (drawn on the CPU, so
+        # that the checkpointed CPU RNG state alone makes a resumed run draw the same permutation)
+        label_trg = label_org[torch.randperm(len(label_org)).to(self.device)]
         c_org, c_trg = self._one_hot(label_org), self._one_hot(label_trg)
+        update_generator = (self.step + 1) % c.n_critic == 0
 
-        # critic: real vs. both kinds of fake. Each network runs once on the stacked batch — instance
-        # norm and the critic's layers treat slices independently, so this only saves overhead.
-        with torch.no_grad():
-            fakes = self.generator(torch.cat([x, x]), torch.cat([c_trg, c_org]))
-        scores, logits = self.discriminator(torch.cat([x, fakes]))
-        real_score, fake_score = scores[:len(x)].mean(), scores[len(x):].mean()
-        # the two fakes are averaged, not summed as in the paper's equation: with a Wasserstein critic
-        # unequal weights on real and fake reward shifting every score down without bound
-        d_adv = fake_score - real_score
-        d_cls = F.cross_entropy(logits[:len(x)], label_org)
-        # one penalty over both real–fake pairs = the mean of the two penalties
-        d_gp = _gradient_penalty(self.discriminator, torch.cat([x, x]), fakes)
+        # Translations x → c_trg and x → c_x in one generator call on the stacked batch (instance norm
+        # treats slices independently). With a generator update due they are made with a graph and
+        # serve both updates (the critic's update does not touch the generator); otherwise the
+        # critic's fakes alone, without one.
+        with self._autocast(), torch.set_grad_enabled(update_generator):
+            if update_generator or c.critic_fakes == 2:
+                fakes = self.generator(torch.cat([x, x]), torch.cat([c_trg, c_org]))
+            else:
+                fakes = self.generator(x, c_trg)
+        d_losses = self._critic_step(x, label_org, fakes[:len(x) * c.critic_fakes].detach())
+        if update_generator:
+            self._last_g = self._generator_step(x, fakes, label_org, label_trg, c_org)
+        return {**d_losses, **self._last_g, "lr": float(self._sched["discriminator"].get_last_lr()[0])}
+
+    def _critic_step(self, x: torch.Tensor, label_org: torch.Tensor, fakes: torch.Tensor) -> dict[str, float]:
+        """One critic update on the real slices and ``fakes`` (one or two per real slice, detached)."""
+        c = self.config
+        n = len(x)
+        reals = x.repeat(len(fakes) // n, 1, 1, 1)
+        # real and fake slices in one call: the critic has no normalisation, slices stay independent
+        with self._autocast():
+            scores, logits = self.discriminator(torch.cat([x, fakes]))
+        scores, logits = scores.float(), logits.float()
+        # with two fakes their scores are averaged, not summed: with a Wasserstein critic unequal
+        # weights on real and fake reward shifting every score down without bound
+        d_adv = scores[n:].mean() - scores[:n].mean()
+        d_cls = F.cross_entropy(logits[:n], label_org)
+        d_gp = _gradient_penalty(self.discriminator, reals, fakes, self._autocast)
         d_loss = d_adv + c.lambda_cls * d_cls + c.lambda_gp * d_gp
         self._opt["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         self._opt["discriminator"].step()
         self._sched["discriminator"].step()
-
-        if (self.step + 1) % c.n_critic == 0:
-            self._last_g = self._generator_step(x, label_org, label_trg, c_org, c_trg)
         return {"d_loss": float(d_loss.detach()), "d_adv": float(d_adv.detach()), "d_cls": float(d_cls.detach()),
-                "d_gp": float(d_gp.detach()), **self._last_g,
-                "lr": float(self._sched["discriminator"].get_last_lr()[0])}
+                "d_gp": float(d_gp.detach())}
 
-    def _generator_step(self, x: torch.Tensor, label_org: torch.Tensor, label_trg: torch.Tensor,
-                        c_org: torch.Tensor, c_trg: torch.Tensor) -> dict[str, float]:
+    def _generator_step(self, x: torch.Tensor, fakes: torch.Tensor, label_org: torch.Tensor, label_trg: torch.Tensor,
+                        c_org: torch.Tensor) -> dict[str, float]:
+        """One generator update; ``fakes`` = ``[G(x, c_trg); G(x, c_x)]`` with their graph."""
         c = self.config
+        n = len(x)
         # the critic is only a loss here: skip its parameter gradients
         self.discriminator.requires_grad_(False)
         try:
-            # translations to the random target and to the own domain, then both back to the own domain
-            fakes = self.generator(torch.cat([x, x]), torch.cat([c_trg, c_org]))
-            cycled = self.generator(fakes, torch.cat([c_org, c_org]))
-            scores, logits = self.discriminator(fakes)
-            n = len(x)
+            with self._autocast():
+                # both translations back to the own domain
+                cycled = self.generator(fakes, torch.cat([c_org, c_org]))
+                scores, logits = self.discriminator(fakes)
+            scores, logits = scores.float(), logits.float()
             g_adv = -scores[:n].mean() - scores[n:].mean()
             g_cls = F.cross_entropy(logits[:n], label_trg) + F.cross_entropy(logits[n:], label_org)
             g_rec = (x - cycled[:n]).abs().mean() + (x - cycled[n:]).abs().mean()
@@ -215,7 +259,8 @@ class FixedPointGAN(ReconstructionModel):
     @torch.no_grad()
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         healthy = torch.full((x.shape[0],), HEALTHY, dtype=torch.long, device=x.device)
-        return (self.generator(x * 2 - 1, self._one_hot(healthy)) + 1) / 2
+        with self._autocast():
+            return (self.generator(self._input(x) * 2 - 1, self._one_hot(healthy)).float() + 1) / 2
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,152 @@
+"""The zone model of a run: its settings, and one study's zones from it (``adunet predict`` / ``adunet zones``).
+
+Shared by the zone stage (:mod:`adunet_lib.zones.stage`, notebook 01) and the commands that use a
+finished run, as :mod:`adunet_lib.anomaly_models.inference` is for the reconstruction models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adunet_lib.cache import recorded
+from adunet_lib.data.case import LoadedCase
+from adunet_lib.data.image import Image, read_image, write_image
+from adunet_lib.errors import AdunetError, CaseError, ParamsError
+from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
+from adunet_lib.segmentation import nnunet
+from adunet_lib.vocabulary import SEQUENCES
+from adunet_lib.zones.masks import implausible, largest_gland_component
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoneSettings:
+    """The zone model (nnU-Net v2). ``epochs``/``iterations_per_epoch`` None = nnU-Net's defaults.
+
+    Attributes:
+        configuration: nnU-Net configuration (nnU-Net's default ``3d_fullres``; ``2d`` for a CPU demo).
+        target_spacing: override nnU-Net's target spacing (z, y, x) in mm (coarser = faster).
+        n_folds: folds over the zone model's training cases, by patient.
+        folds: the folds to train; their ensemble predicts every other case.
+        channels: input sequences, T2W first (the zones are T2W anatomy).
+        min_gland_ml, max_gland_ml: a predicted gland outside this volume stops its case.
+        dataset_id: nnU-Net dataset id of the zone model (the variants of notebook 06 use 500+).
+    """
+
+    configuration: str = "3d_fullres"
+    target_spacing: tuple[float, ...] | None = None
+    epochs: int | None = None
+    iterations_per_epoch: int | None = None
+    val_iterations_per_epoch: int | None = None
+    batch_size: int | None = None
+    n_folds: int = 5
+    folds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    channels: tuple[str, ...] = ("t2w",)
+    min_gland_ml: float = 5.0
+    max_gland_ml: float = 500.0
+    dataset_id: int = 400
+    num_processes: int = 2
+    mirroring: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.channels or self.channels[0] != "t2w" or not set(self.channels) <= set(SEQUENCES) \
+                or len(set(self.channels)) != len(self.channels):
+            raise ParamsError(f"zone_model channels must start with t2w and name each of {', '.join(SEQUENCES)} "
+                              f"at most once, not {list(self.channels)}")
+        if self.n_folds < 2:
+            raise ParamsError(f"zone_model n_folds must be at least 2, not {self.n_folds}")
+        if not self.folds or any(not 0 <= f < self.n_folds for f in self.folds):
+            raise ParamsError(f"zone_model folds must lie in 0..{self.n_folds - 1}, not {list(self.folds)}")
+        if not 0 <= self.min_gland_ml < self.max_gland_ml:
+            raise ParamsError(f"zone_model needs 0 <= min_gland_ml < max_gland_ml, not "
+                              f"{self.min_gland_ml} and {self.max_gland_ml}")
+        for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ParamsError(f"zone_model {name} must be at least 1 (or 0 for nnU-Net's default), not {value}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], seed: int = 0) -> ZoneSettings:
+        """From notebook 01's ``zone_model`` dict, where ``0`` and ``[]`` mean "nnU-Net's own choice"."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"seed"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ParamsError(f"zone_model: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        unset = {"target_spacing", "epochs", "iterations_per_epoch", "val_iterations_per_epoch", "batch_size"}
+        values = {k: (tuple(v) if isinstance(v, list) else v) or (None if k in unset else v) for k, v in params.items()}
+        return cls(**values, seed=seed)
+
+    def budget(self) -> dict[str, int]:
+        return {"epochs": self.epochs or 1000, "iterations_per_epoch": self.iterations_per_epoch or 250,
+                "val_iterations_per_epoch": self.val_iterations_per_epoch or 50}
+
+    def describe(self) -> str:
+        return f"nnU-Net {self.configuration}, folds {list(self.folds)} of {self.n_folds}, inputs {', '.join(self.channels)}"
+
+
+def channel_images(loaded: LoadedCase, channels: tuple[str, ...]) -> list[Image]:
+    t2w = loaded.t2w.geometry
+    return [Image(loaded.on_t2w(seq).array.astype(np.float32), t2w) for seq in channels]
+
+
+def finish_mask(raw: Path, t2w: Image, case_id: str, where: Path | str, settings: ZoneSettings) -> Image:
+    """nnU-Net's label map → the mask adunet crops with: on the T2W grid exactly, largest gland
+    component, plausible volume — else :class:`CaseError` naming the case and ``where`` (its T2W)."""
+    labels = read_image(raw)
+    if labels.shape != t2w.shape:
+        raise CaseError(case_id, raw, f"zone prediction has shape {labels.shape}, the T2W image {t2w.shape}")
+    zones = largest_gland_component(Image(np.clip(labels.array, 0, 2).astype(np.uint8), t2w.geometry))
+    reason = implausible(zones, settings.min_gland_ml, settings.max_gland_ml)
+    if reason:
+        raise CaseError(case_id, where, reason)
+    return zones
+
+
+def zone_model_settings(ctx: RunContext) -> tuple[ZoneSettings, dict[str, Any]]:
+    """The zone model of a finished run (settings and record); a one-line error when it has none."""
+    record = recorded(ctx.zone_record)
+    if not record.get("settings"):
+        raise AdunetError(f"{ctx.run_dir}: this run has no zone model (its mask_source was 'files' for every set); "
+                          "give the study's mask with --gland or --zones, or use a run that predicts masks")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in record["settings"].items()}
+    return ZoneSettings(**values), record
+
+
+def predict_study_zones(ctx: RunContext, loaded: LoadedCase, target: Path, log: Callable[[str], None] = print) -> str:
+    """Predict one study's PZ/TZ mask with the run's zone model (ensemble of its trained folds),
+    post-processed and checked as the run's own masks; written to ``target`` on the study's T2W grid.
+
+    Returns:
+        A line saying which model made the mask (for the prediction's JSON).
+    """
+    settings, record = zone_model_settings(ctx)
+    missing = [s for s in settings.channels if s not in loaded.images]
+    if missing:
+        raise AdunetError(f"the run's zone model reads {', '.join(settings.channels)}: give the study's "
+                          f"{', '.join(missing)} too")
+    mdir = ctx.nnunet_model_dir(record["dataset"], settings.configuration)
+    folds = [int(f) for f in record["folds"]]
+    absent = [f for f in folds if not (mdir / f"fold_{f}" / "checkpoint_final.pth").is_file()]
+    if absent:
+        raise AdunetError(f"{mdir}: zone model fold(s) {absent} not trained (rerun notebook 01 of this run)")
+    case_id = loaded.case_id
+    scratch = target.parent / f".{case_id}_zones_nnunet"  # nnU-Net's scratch space, gone whatever happens
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        files = [str(write_image(image, scratch / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}"))
+                 for k, image in enumerate(channel_images(loaded, settings.channels))]
+        nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": {case_id: files},
+                           "output_dir": str(scratch / "output"), "device": ctx.device, "mirroring": settings.mirroring,
+                           "save_probabilities": False}], log, label="nnU-Net zones")
+        mask = finish_mask(scratch / "output" / f"{case_id}{VOLUME_SUFFIX}", loaded.t2w, case_id,
+                           loaded.case.path_of("t2w"), settings)
+        write_image(mask, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return f"predicted by the run's zone model ({record['dataset']}, {settings.describe()})"

@@ -1,0 +1,183 @@
+"""The zone stage: PZ/TZ masks from an nnU-Net zone model when a data set's masks are to be predicted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adunet_lib.data.image import Geometry, Image, read_image, write_image
+from adunet_lib.errors import CaseError, ParamsError
+
+
+def _mask(array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Image:
+    return Image(array.astype(np.uint8), Geometry(array.shape[::-1], spacing, (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)))
+
+
+def test_post_processing_keeps_the_largest_gland_component_with_its_zones():
+    from adunet_lib.zones.masks import largest_gland_component
+
+    a = np.zeros((4, 20, 20), np.uint8)
+    a[1:3, 2:10, 2:10] = 2
+    a[1:3, 2:4, 2:10] = 1  # PZ touching the TZ: one gland
+    a[0, 15:17, 15:17] = 1  # a stray blob
+    out = largest_gland_component(_mask(a)).array
+    assert out[0, 15:17, 15:17].sum() == 0
+    assert (out[1:3, 2:4, 2:10] == 1).all() and (out[1:3, 4:10, 2:10] == 2).all()
+
+
+@pytest.mark.parametrize("voxels, reason", [(0, "empty"), (2, "outside the plausible"), (50_000, "outside the plausible")])
+def test_an_empty_or_implausible_prediction_stops_its_case_with_one_line(tmp_path, voxels, reason):
+    from adunet_lib.zones.model import ZoneSettings, finish_mask
+
+    t2w = _mask(np.zeros((10, 100, 100)), spacing=(1.0, 1.0, 3.0))  # 3 µl voxels
+    labels = np.zeros(t2w.shape, np.uint8)
+    labels.reshape(-1)[:voxels] = 2
+    raw = write_image(Image(labels, t2w.geometry), tmp_path / "case7.mha")
+    with pytest.raises(CaseError) as err:
+        finish_mask(raw, t2w, "case7", "data/case7_t2w.mha", ZoneSettings(min_gland_ml=5, max_gland_ml=100))
+    message = str(err.value)
+    assert message.startswith("case case7: data/case7_t2w.mha: the predicted") and reason in message
+    assert "\n" not in message
+
+
+def test_mask_sources_and_zone_settings_are_checked():
+    from adunet_lib.zones.model import ZoneSettings
+    from adunet_lib.zones.stage import check_mask_sources
+
+    assert check_mask_sources({"external": "predicted"}, ["internal", "external"]) == {"internal": "files",
+                                                                                        "external": "predicted"}
+    with pytest.raises(ParamsError, match="files_then_predicted"):
+        check_mask_sources({"internal": "predict"}, ["internal"])
+    with pytest.raises(ParamsError, match="unknown set"):
+        check_mask_sources({"test": "files"}, ["internal"])
+    with pytest.raises(ParamsError, match="unknown key"):
+        ZoneSettings.from_params({"epoch": 3})
+    with pytest.raises(ParamsError, match="folds"):
+        ZoneSettings.from_params({"n_folds": 2, "folds": [2]})
+    with pytest.raises(ParamsError, match="t2w"):
+        ZoneSettings.from_params({"channels": ["adc"]})
+    assert ZoneSettings.from_params({"epochs": 0, "target_spacing": []}).budget()["epochs"] == 1000  # 0 = nnU-Net's
+
+
+def test_files_then_predicted_predicts_only_studies_without_a_mask(tmp_path):
+    from adunet_lib.data.readers import open_dataset
+    from adunet_lib.data.synthetic import synthesize_cohort
+    from adunet_lib.zones.stage import cases_to_predict
+
+    data = open_dataset(synthesize_cohort(tmp_path / "d", cases=6, without_masks=3, show_progress=False))
+    unmasked = {c.case_id for c in data if not c.has_gland_mask}
+    assert len(unmasked) == 2  # every third study, like the real px0218, has no anatomical mask
+    chosen = cases_to_predict({"internal": data}, {"internal": "files_then_predicted"})
+    assert {c.case_id for c in chosen["internal"]} == unmasked
+    assert len(cases_to_predict({"internal": data}, {"internal": "predicted"})["internal"]) == 6
+    assert cases_to_predict({"internal": data}, {"internal": "files"})["internal"] == []
+
+
+@pytest.mark.slow
+def test_the_series_crops_with_predicted_zones_where_asked(smoke_series):
+    """Smoke params: internal ``files_then_predicted`` (two studies have no masks), external
+    ``predicted`` (the paper). Every predicted mask is on its case's T2W grid and is what the crop used."""
+    run, figures, _ = smoke_series
+    cases = pd.read_csv(run / "preprocessed" / "cases.csv", dtype={"case_id": str})
+    record = json.loads((run / "zones" / "zones.json").read_text(encoding="utf-8"))
+    internal, external = cases[cases["set"] == "internal"], cases[cases["set"] == "external"]
+    assert (external["mask_source"] == "predicted").all() and len(external) == 4
+    predicted_internal = set(internal.loc[internal["mask_source"] == "predicted", "case_id"])
+    assert len(predicted_internal) == 2 and (internal["mask_source"] != "predicted").sum() == 10
+    assert set(record["cases"]) == predicted_internal | set(external["case_id"])
+    assert record["folds"] == [0, 1] and record["training_cases"] >= 10
+    for _, row in cases.iterrows():
+        used = read_image(run / "cases" / row["set"] / row["case_id"] / "zones.mha")
+        t2w = read_image(run / "cases" / row["set"] / row["case_id"] / "t2w.mha")
+        assert used.geometry == t2w.geometry
+        if row["mask_source"] == "predicted":
+            mask = read_image(run / "zones" / f"{row['case_id']}.nii.gz")
+            assert mask.geometry.same_as(t2w.geometry)
+            np.testing.assert_array_equal(mask.array, used.array)  # the crop used the predicted mask
+            assert set(np.unique(mask.array)) <= {0, 1, 2} and (mask.array > 0).any()
+            assert record["cases"][row["case_id"]]["made_by"].startswith("folds [0, 1]")
+    # a case with its own mask keeps it: no prediction was made for it
+    assert not any((run / "zones" / f"{cid}.nii.gz").exists() for cid in internal.loc[internal["mask_source"] == "files", "case_id"])
+
+    quality = pd.read_csv(figures / "zones.csv", dtype={"case_id": str})
+    assert set(quality.loc[quality["role"] == "external", "case_id"]) == set(external["case_id"])
+    held = quality[quality["role"].str.startswith("held-out fold")]
+    assert len(held) == record["training_cases"]  # both folds trained: every training case held out once
+    for column in ("dice_pz", "dice_tz", "dice_gland"):
+        assert quality[column].between(0, 1).all()
+    assert (quality["box_shift_mm"] >= 0).all()
+    assert quality.loc[quality["role"] == "external", "dice_gland"].mean() > 0.5  # the phantom zones are learnt
+    summary = (figures / "summary.md").read_text(encoding="utf-8")
+    assert "zone model (`Dataset400_adunet_zones`" in summary and "internal crop masks: files 10, predicted 2" in summary
+
+
+@pytest.mark.slow
+def test_predict_without_masks_on_the_real_px0218_study(smoke_series, realdata, tmp_path):
+    """The real ProstateX study px0218 has no mask at all: ``adunet predict`` predicts its zones with the
+    run's zone model and gives a detection map on px0218's own T2W grid; ``adunet zones`` alone too."""
+    run, _, _ = smoke_series
+    folder = realdata / "images" / "px0218"
+    images = [str(folder / f"px0218_0218_{s}.mha") for s in ("t2w", "adc", "hbv")]
+    out = tmp_path / "px0218"
+    done = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "predict", *images, "--run", str(run), "--out", str(out)],
+                          capture_output=True, text=True, encoding="utf-8", errors="replace")
+    assert done.returncode == 0, done.stderr[-2000:]
+    t2w = read_image(images[0])
+    detection = read_image(out / "px0218_0218_detection_map.mha")
+    zones = read_image(out / "px0218_0218_zones.nii.gz")
+    assert detection.geometry == t2w.geometry and zones.geometry.same_as(t2w.geometry)
+    gland_ml = (zones.array > 0).sum() * np.prod(t2w.spacing) / 1000
+    assert 5 <= gland_ml <= 500
+    record = json.loads((out / "px0218_0218_prediction.json").read_text(encoding="utf-8"))
+    assert record["zones"].startswith("predicted by the run's zone model") and record["zone_mask"].endswith("_zones.nii.gz")
+
+    alone = tmp_path / "zones_only"
+    only = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "zones", images[0], "--run", str(run), "--out", str(alone)],
+                          capture_output=True, text=True, encoding="utf-8", errors="replace")
+    assert only.returncode == 0, only.stderr[-2000:]
+    np.testing.assert_array_equal(read_image(alone / "px0218_0218_zones.nii.gz").array, zones.array)
+    assert sorted(p.name for p in alone.iterdir()) == ["px0218_0218_zones.nii.gz"]  # no scratch left behind
+
+
+@pytest.mark.slow
+def test_an_implausible_predicted_gland_is_one_line_and_leaves_nothing(smoke_series, realdata, tmp_path):
+    """The same zone model with a plausible range no gland meets: one line naming the case and file, exit 2."""
+    run, _, _ = smoke_series
+    strict = tmp_path / "strict_run"
+    (strict / "zones").mkdir(parents=True)
+    (strict / "nnunet").symlink_to(run / "nnunet")
+    record = json.loads((run / "zones" / "zones.json").read_text(encoding="utf-8"))
+    record["settings"]["min_gland_ml"], record["settings"]["max_gland_ml"] = 900, 1000
+    (strict / "zones" / "zones.json").write_text(json.dumps(record), encoding="utf-8")
+    t2w = realdata / "images" / "px0218" / "px0218_0218_t2w.mha"
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "zones", str(t2w), "--run", str(strict), "--out", str(out)],
+                          capture_output=True, text=True, encoding="utf-8", errors="replace")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"adunet zones: error: case px0218_0218: {t2w}: the predicted gland is ")
+    assert "outside the plausible 900-1000 ml" in lines[-1] and "Traceback" not in done.stderr
+    assert not out.exists()  # no mask, no scratch, not even the folder it made
+
+    # a run without a zone model says what to do instead
+    bare = tmp_path / "bare_run"
+    bare.mkdir()
+    none = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "zones", str(t2w), "--run", str(bare), "--out", str(out)],
+                          capture_output=True, text=True, encoding="utf-8", errors="replace")
+    assert none.returncode == 2 and "has no zone model" in none.stderr and "--gland" in none.stderr
+
+
+def test_a_zone_training_set_without_zonal_masks_is_refused(tmp_path):
+    from adunet_lib.data.synthetic import synthesize_cohort
+    from adunet_lib.errors import AdunetError
+    from adunet_lib.preprocessing.stage import open_extra
+
+    path = synthesize_cohort(tmp_path / "d", cases=2, without_masks=1, show_progress=False)
+    with pytest.raises(AdunetError, match="no case with a zonal"):
+        open_extra(str(path))
+
