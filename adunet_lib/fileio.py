@@ -62,19 +62,3 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def ensure_outside(output: str | Path, inputs: list[str | Path], what: str = "output") -> None:
-    """Refuse to write into an input folder (or into a folder that holds an input).
-
-    Raises:
-        AdunetError: when ``output`` is inside one of ``inputs`` or equal to it.
-    """
-    from adunet_lib.errors import AdunetError
-
-    out = Path(output).resolve()
-    for item in inputs:
-        src = Path(item).resolve()
-        if out == src or src in out.parents:
-            raise AdunetError(f"{what} folder {output} lies inside the input folder {item}; "
-                              "choose a folder outside the data so inputs are never overwritten")

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from adunet_lib.errors import AdunetError, ParamsError
-from adunet_lib.fileio import ensure_outside
 from adunet_lib.vocabulary import CROPPED, SEQUENCES, VARIANTS, variant
 
 if TYPE_CHECKING:
@@ -108,6 +107,46 @@ def nnunet_dataset_name(dataset_id: int, variant_name: str) -> str:
     return name
 
 
+#: the project's own folders: no run or figure folder may lie in them (``figures/`` and ``runs/`` may hold them)
+PROJECT_FOLDERS = ("adunet_lib", "notebooks", "params", "tests", "benchmarks", ".git", ".ci")
+
+
+def check_output_folders(run_dir: str | Path, figure_dir: str | Path, inputs: tuple[str | Path | None, ...] = (),
+                         root: str | Path | None = None) -> None:
+    """Refuse, before anything is written, a run or figure folder that would overwrite the project or data.
+
+    Refused: the file-system root, the home folder, the project folder or any folder above it, a
+    folder inside the project's own code/notebook/params folders (:data:`PROJECT_FOLDERS`), and a
+    folder inside an input data set or holding one.
+
+    Raises:
+        ParamsError: one line naming the key, the folder and why.
+    """
+    base = project_root(root)
+    # compared as real paths: "..", "~" and symlinks must not slip past the checks
+    real_inputs = [resolve(p, base).resolve() for p in inputs if p and str(p) not in ("synthetic", "none")]
+    for key, value in (("run_dir", run_dir), ("figure_dir", figure_dir)):
+        path = resolve(value, base).resolve()
+        why = ""
+        if path == Path(path.anchor):
+            why = "is the file-system root"
+        elif path == Path.home().resolve():
+            why = "is your home folder"
+        elif path == base or path in base.parents:
+            why = f"is the project folder {base} or holds it"
+        else:
+            inside = next((name for name in PROJECT_FOLDERS if path == base / name or base / name in path.parents), None)
+            if inside:
+                why = f"lies in the project's own {inside}/ folder"
+            else:
+                data = next((p for p in real_inputs if path == p or p in path.parents or path in p.parents), None)
+                if data is not None:
+                    why = f"lies inside the input data {data} or holds it"
+        if why:
+            raise ParamsError(f"{key}: {value} {why}; outputs would overwrite files there — use a folder of its own "
+                              f"(e.g. runs/<name> and figures/<name>)")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """A run folder (``runs/<params-name>/``), its figure folder and the run-wide settings.
@@ -128,10 +167,8 @@ class RunContext:
     def create(cls, run_dir: str | Path, figure_dir: str | Path, seed: int = 0, device: str = "cpu",
                interactive: bool = False, inputs: tuple[str | Path | None, ...] = ()) -> RunContext:
         """Resolve the folders, refuse to write into an input folder, create them and seed every RNG."""
+        check_output_folders(run_dir, figure_dir, inputs)
         ctx = cls(resolve(run_dir), resolve(figure_dir), int(seed), str(device), bool(interactive))
-        real_inputs = [resolve(p) for p in inputs if p and str(p) not in ("synthetic", "none")]
-        ensure_outside(ctx.run_dir, real_inputs, "run")
-        ensure_outside(ctx.figure_dir, real_inputs, "figure")
         if device not in ("cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
             raise ParamsError(f"device must be cpu, cuda, cuda:N or mps, not {device!r}")
         ctx.run_dir.mkdir(parents=True, exist_ok=True)

@@ -293,5 +293,34 @@ def test_params_with_an_unknown_key_or_a_wrong_type(tmp_path, capsys):
 def test_a_run_refuses_to_write_into_its_input_folder(cohort_copy):
     from adunet_lib.run_folder import RunContext
 
-    with pytest.raises(AdunetError, match="lies inside the input folder"):
+    with pytest.raises(AdunetError, match="lies inside the input data"):
         RunContext.create(cohort_copy / "runs" / "x", cohort_copy.parent / "figs", inputs=(str(cohort_copy),))
+    with pytest.raises(AdunetError, match="or holds it"):  # a folder that holds the data is refused too
+        RunContext.create(cohort_copy.parent, cohort_copy.parent / "figs", inputs=(str(cohort_copy),))
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("run_dir", ".", "is the project folder"),
+    ("run_dir", "..", "is the project folder"),
+    ("run_dir", "/", "is the file-system root"),
+    ("run_dir", "~", "is your home folder"),
+    ("run_dir", "notebooks", "lies in the project's own notebooks/ folder"),
+    ("figure_dir", "params", "lies in the project's own params/ folder"),
+    ("figure_dir", "adunet_lib/figs", "lies in the project's own adunet_lib/ folder"),
+])
+def test_a_run_or_figure_folder_that_would_overwrite_the_project_is_refused_before_anything_runs(
+        tmp_path, capsys, key, value, why):
+    """``run_dir: "."`` used to overwrite a committed notebook: now one line, exit 2, nothing written."""
+    from adunet_lib.cli import main
+    from conftest import REPO
+
+    before = {p: p.stat().st_mtime_ns for p in (REPO / "notebooks").iterdir()}
+    other = {"run_dir": str(tmp_path / "run"), "figure_dir": str(tmp_path / "figs")}
+    other[key] = value
+    path = tmp_path / "p.yaml"
+    path.write_text("common:\n" + "".join(f"  {k}: '{v}'\n" for k, v in other.items()), encoding="utf-8")
+    assert main(["reproduce", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{key}: {value} {why}" in err
+    assert {p: p.stat().st_mtime_ns for p in (REPO / "notebooks").iterdir()} == before
+    assert not (tmp_path / "run").exists() and not (tmp_path / "figs").exists()

@@ -17,7 +17,7 @@ from typing import Any
 
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import write_json
-from adunet_lib.run_folder import RunContext, project_root, resolve
+from adunet_lib.run_folder import RunContext, check_output_folders, project_root, resolve
 from adunet_lib.runner.params import Notebook, find_notebooks, load_params, validate
 
 KERNEL_NAME = "python3"  # ipykernel's built-in spec: exists in every fresh venv
@@ -70,6 +70,8 @@ def plan(params_path: str | Path, start: str | None = None, stop: str | None = N
     common = dict(params.common)
     common.setdefault("run_dir", f"runs/{params.name}")
     common.setdefault("figure_dir", f"figures/{params.name}")
+    check_output_folders(common["run_dir"], common["figure_dir"],
+                         (common.get("internal_data"), common.get("external_data")), root)
     selected = []
     for nb in notebooks:
         if start <= nb.number <= stop:
