@@ -295,20 +295,18 @@ def quality_rows(ctx: RunContext, train: list[Case], folds: dict[str, int], sett
     """
     rows: list[dict[str, Any]] = []
 
-    def add(case: Case, role: str, predicted: Image, reference: LoadedCase) -> None:
-        assert reference.gland is not None
-        a: Agreement = agreement(predicted, reference.zones, reference.gland, margin_mm)
-        rows.append({"case_id": case.case_id, "role": role, **dataclasses.asdict(a)})
-
     for case in train:
         fold = folds[case.case_id]
         raw = ctx.zone_raw_predictions(HELDOUT) / f"{case.case_id}{VOLUME_SUFFIX}"
         if fold not in settings.folds or not raw.is_file():
             continue
-        reference = loaded[case.case_id] if case.case_id in loaded else _load(case)
+        # the reference is the exported training label (zones on the T2W grid): no second read of the case
+        zones = read_image(ctx.nnunet_raw / ctx.zone_dataset(settings.dataset_id)[1] / "labelsTr"
+                           / f"{case.case_id}{VOLUME_SUFFIX}")
         predicted = largest_gland_component(Image(np.clip(read_image(raw).array, 0, 2).astype(np.uint8),
-                                                  reference.t2w.geometry))
-        add(case, f"held-out fold {fold}", predicted, reference)
+                                                  zones.geometry))
+        rows.append({"case_id": case.case_id, "role": f"held-out fold {fold}", **dataclasses.asdict(
+            agreement(predicted, zones, zones.with_array((zones.array > 0).astype(np.uint8)), margin_mm))})
     for set_name, cases in wanted.items():
         for case in cases:
             if case.case_id in folds or case.case_id not in loaded or not case.has_gland_mask:
@@ -317,6 +315,8 @@ def quality_rows(ctx: RunContext, train: list[Case], folds: dict[str, int], sett
             if not mask.is_file():
                 continue
             reference = loaded[case.case_id]  # loaded from the case's own files: its mask is the reference
-            add(case, set_name, Image(read_image(mask).array, reference.t2w.geometry), reference)
+            assert reference.gland is not None
+            rows.append({"case_id": case.case_id, "role": set_name, **dataclasses.asdict(agreement(
+                Image(read_image(mask).array, reference.t2w.geometry), reference.zones, reference.gland, margin_mm))})
     columns = ["case_id", "role", *(f.name for f in dataclasses.fields(Agreement))]
     return pd.DataFrame(rows, columns=columns)
