@@ -3,7 +3,7 @@
 A stage's output is reused when the fingerprint recorded next to it equals the fingerprint of what
 it would be made from now: the resolved settings (a JSON-able dict), the fingerprints of the
 upstream outputs it reads (so a change anywhere upstream ripples down) and, for files that come
-from outside the run, their size and modification time.
+from outside the run, the SHA-256 of their content.
 
 Example:
     >>> key = fingerprint({"kernel": 8}, upstream=["3f2a…"])  # doctest: +SKIP
@@ -22,12 +22,22 @@ from adunet_lib.fileio import read_json, write_json
 
 
 def file_key(path: str | Path) -> str:
-    """Size and modification time of a file (or ``missing``): cheap, and changes when it is rewritten."""
+    """SHA-256 of a file's content (of every file, with its name, for a folder such as a DICOM
+    series), or ``missing``: a fixed label or a replaced image changes it, whatever its size and
+    modification time say (tools that keep the time stamp, copies with ``cp -p`` or ``rsync -t``)."""
+    path = Path(path)
+    digest = hashlib.sha256()
     try:
-        st = Path(path).stat()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file != path:
+                digest.update(f"\0{file.relative_to(path).as_posix()}\0".encode("utf-8"))
+            with open(file, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
     except OSError:
         return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return digest.hexdigest()
 
 
 def fingerprint(settings: Any, upstream: Iterable[str] = (), files: Iterable[str | Path] = ()) -> str:

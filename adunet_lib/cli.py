@@ -6,8 +6,10 @@ Heavy imports (torch, nnunetv2, papermill) happen inside the commands so ``adune
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -15,15 +17,26 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.cases < 1:
         raise SystemExit("adunet synth: --cases must be at least 1")
-    out = synthesize_cohort(args.out, cases=args.cases, seed=args.seed, site=args.site, layout=args.layout)
+    created = not Path(args.out).exists()
+    try:
+        out = synthesize_cohort(args.out, cases=args.cases, seed=args.seed, site=args.site, layout=args.layout)
+    except BaseException:
+        if created:  # disk full, Ctrl-C …: no half-written cohort that looks like a dataset
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     print(f"wrote {args.cases} synthetic {args.site} case(s) in the {args.layout} layout to {out}")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     from adunet_lib.data.check import check_dataset
+    from adunet_lib.data.readers import open_dataset
 
-    findings = check_dataset(args.data_dir, show_progress=not args.quiet)
+    dataset = open_dataset(args.data_dir)
+    print(f"read {len(dataset)} case(s) from {args.data_dir} ({dataset.layout} layout)")
+    findings = check_dataset(dataset, show_progress=not args.quiet)
+    # notes (files not used) never fail a check, not even --strict: real PI-CAI ships coronal and
+    # sagittal T2W with every study, real Prostate158 a second reader's masks
     errors = [f for f in findings if f.level == "error" or (args.strict and f.level == "warning")]
     for finding in findings:
         print(finding)
@@ -31,7 +44,8 @@ def _check(args: argparse.Namespace) -> int:
     if errors:
         print(f"{len(errors)} problem(s) in {len(cases)} case(s)", file=sys.stderr)
         return 1
-    print(f"ok: no errors ({len(findings)} warning(s))")
+    levels = [f.level for f in findings]
+    print(f"ok: no errors ({levels.count('warning')} warning(s), {levels.count('note')} note(s))")
     return 0
 
 
@@ -81,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate a dataset: every problem per case and file; non-zero exit on errors")
     p.add_argument("data_dir", help="PI-CAI folder, Prostate158 folder or manifest .csv")
-    p.add_argument("--strict", action="store_true", help="treat warnings (e.g. missing gland mask) as errors")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings (e.g. missing gland mask) as errors; notes of files not used stay notes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_check)
 
@@ -127,13 +142,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     args = build_parser().parse_args(argv)
     try:
+        device = getattr(args, "device", None)
+        if device:
+            from adunet_lib.runner.sense import device_problem
+
+            problem = device_problem(device)
+            if problem:
+                raise AdunetError(f"--device {device}: {problem}")
         return int(args.func(args) or 0)
     except AdunetError as exc:
+        from adunet_lib.runner.reproduce import Interrupted
+
         print(f"adunet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 130 if isinstance(exc, Interrupted) else 2
     except KeyboardInterrupt:
-        print(f"adunet {args.command}: interrupted", file=sys.stderr)
+        print(f"adunet {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # permission denied, disk full, read-only file system …: the file and why
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"adunet {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

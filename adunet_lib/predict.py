@@ -7,8 +7,12 @@ folds) — and comes out as a PI-CAI detection map on the study's own T2W grid.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import read_json, write_json
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
+from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext, why_unsafe_output
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.vocabulary import CROPPED, SEQUENCES, variant as variant_spec
@@ -37,6 +41,60 @@ class Prediction:
     zone_mask: Path | None = None  # the predicted zone mask, when none was given
 
 
+#: File names that say which sequence, not which study (Prostate158's ``t2.nii.gz``, scanner exports):
+#: a study named so takes its folder's name, so two studies never share output names.
+GENERIC_NAMES = frozenset({"t2", "t2w", "t2_tse", "t2w_tse", "t2_tra", "t2w_tra", "t2_ax", "image", "img"})
+#: Which study each case id of an output folder was made from (two studies never share one name).
+CLAIMS = ".adunet_outputs.json"
+
+
+def study_id(t2w: str | Path) -> str:
+    """The name of a study from its T2W file: ``10795_1000811_t2w.mha`` → ``10795_1000811``;
+    ``001/t2.nii.gz`` → ``001`` (the folder, when the file name only names the sequence)."""
+    path = Path(t2w)
+    stem = re.sub(r"(\.nii\.gz|\.nii|\.mha|\.mhd|\.nrrd)$", "", path.name, flags=re.IGNORECASE)
+    name = re.sub(r"[_-]t2w?$", "", stem, flags=re.IGNORECASE)
+    return path.resolve().parent.name if not name or stem.lower() in GENERIC_NAMES else name
+
+
+@contextlib.contextmanager
+def output_folder(run_dir: Path, out_dir: Path, inputs: dict[str, Path], case_id: str) -> Iterator[Path]:
+    """Check ``--out`` and yield a hidden staging folder inside it; on success every file moves into
+    ``out_dir``, on failure nothing is left (not even ``out_dir`` when this call made it).
+
+    Refused with one line: an ``--out`` that is a file, lies in the run folder (or holds it), in the
+    project, in or around the inputs' folders, or already holds outputs of another study of this name.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AdunetError(f"--out {out_dir} is an existing file; give a folder (created if missing)")
+    why = why_unsafe_output(out_dir, tuple(p.resolve().parent for p in inputs.values()))
+    if not why and (out_dir == run_dir or run_dir in out_dir.parents or out_dir in run_dir.parents):
+        why = f"lies inside the run folder {run_dir} or holds it"
+    if why:
+        raise AdunetError(f"--out {out_dir} {why}; outputs would land among files that are not theirs — "
+                          f"choose a folder of its own")
+    claims_file = out_dir / CLAIMS
+    claims = read_json(claims_file) if claims_file.is_file() else {}
+    t2w = str(inputs["t2w"].resolve())
+    if claims.get(case_id, t2w) != t2w:
+        raise AdunetError(f"--out {out_dir} already holds outputs of study {case_id} made from {claims[case_id]}, "
+                          f"not {t2w}; pass --case-id or another --out so neither is overwritten")
+    created = not out_dir.exists()
+    stage = out_dir / f".{case_id}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        for produced in sorted(stage.iterdir()):
+            if produced.is_file():
+                os.replace(produced, out_dir / produced.name)
+        write_json(claims_file, claims | {case_id: t2w})
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
 def predict_zones(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, case_id: str | None = None,
                   device: str | None = None, log=print) -> tuple[Path, str]:
     """``adunet zones``: one study's PZ/TZ mask from the run's zone model, on the study's T2W grid.
@@ -50,19 +108,12 @@ def predict_zones(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
     ctx = RunContext(run_dir, out_dir, device=device or "cpu")
     given = {k: Path(v) for k, v in images.items() if v}
-    case_id = case_id or given["t2w"].name.split(".")[0].removesuffix("_t2w")
-    if any(p.resolve().parent == out_dir for p in given.values()):
-        raise AdunetError(f"output folder {out_dir} holds the inputs; choose another so nothing is overwritten")
-    loaded = load_case(Case(case_id=case_id, images=given, expected=given), sequences=tuple(given))
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{case_id}_zones.nii.gz"
-    try:
-        return target, predict_study_zones(ctx, loaded, target, log)
-    except BaseException:
-        if created and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a failed call leaves nothing behind, not even the folder it made
-        raise
+    case_id = case_id or study_id(given["t2w"])
+    with output_folder(run_dir, out_dir, given, case_id) as stage:
+        loaded = load_case(Case(case_id=case_id, images=given, expected=given), sequences=tuple(given))
+        name = f"{case_id}_zones.nii.gz"
+        note = predict_study_zones(ctx, loaded, stage / name, log)
+    return out_dir / name, note
 
 
 def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, gland: str | Path | None = None,
@@ -85,21 +136,30 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     settings = read_json(ctx.segmentation_record)
     if variant not in settings["variants"]:
         raise AdunetError(f"variant {variant!r} was not trained in {run_dir} (have {', '.join(settings['variants'])})")
-    spec = variant_spec(variant)
-    inputs = [Path(p).resolve() for p in [*images.values(), gland, zones] if p]
-    case_id = case_id or Path(images["t2w"]).name.split(".")[0].removesuffix("_t2w")
-    if any(p.parent == out_dir for p in inputs):
-        raise AdunetError(f"output folder {out_dir} holds the inputs; choose another so nothing is overwritten")
+    given = {k: Path(v) for k, v in images.items()}
+    case_id = case_id or study_id(given["t2w"])
+    masks = {k: Path(v) for k, v in (("gland", gland), ("zones", zones)) if v}
+    with output_folder(run_dir, out_dir, given | masks, case_id) as stage:
+        result, mask_note = _predict(ctx, settings, given, masks, variant, case_id, stage, log)
+        write_json(stage / f"{case_id}_prediction.json", dataclasses.asdict(result) | {
+            "variant": variant, "run": str(run_dir), "zones": mask_note,
+            "inputs": {k: str(v.resolve()) for k, v in (given | masks).items()}})
+    moved = lambda p: None if p is None else out_dir / Path(p).name  # noqa: E731  (staged → final)
+    return dataclasses.replace(result, detection_map=moved(result.detection_map),
+                               maps=[moved(m) for m in result.maps], zone_mask=moved(result.zone_mask))
 
-    case = Case(case_id=case_id, images={k: Path(v) for k, v in images.items()}, gland=Path(gland) if gland else None,
-                zones=Path(zones) if zones else None, expected={k: Path(v) for k, v in images.items()})
-    if gland or zones:
-        mask_note = f"given: {Path(gland or zones).resolve()}"
+
+def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dict[str, Path], variant: str,
+             case_id: str, stage: Path, log) -> tuple[Prediction, str]:
+    """The work of :func:`predict_study`, every file written into ``stage``."""
+    spec = variant_spec(variant)
+    case = Case(case_id=case_id, images=given, gland=masks.get("gland"), zones=masks.get("zones"), expected=given)
+    if masks:
+        mask_note = f"given: {next(iter(masks.values())).resolve()}"
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        predicted = out_dir / f"{case_id}_zones.nii.gz"
+        predicted = stage / f"{case_id}_zones.nii.gz"
         mask_note = predict_study_zones(ctx, load_case(case), predicted, log)
-        log(f"{case_id}: zones {mask_note}: {predicted}")
+        log(f"{case_id}: zones {mask_note}")
         case = dataclasses.replace(case, zones=predicted)
     loaded = load_case(case, require_masks=True)
     config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -109,7 +169,7 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     map_model = settings["map_model"]
     kernel = read_json(ctx.map_record(map_model))["kernel_size"]
     maps = case_maps(pre, pseudo_healthy(ctx, map_model, pre), kernel)
-    map_files = [write_image(image, out_dir / f"{case_id}_{seq}_anomaly.mha") for seq, image in maps.items()]
+    map_files = [write_image(image, stage / f"{case_id}_{seq}_anomaly.mha") for seq, image in maps.items()]
     log(f"{case_id}: anomaly maps ({map_model}) written")
 
     _, dataset_name = ctx.nnunet_dataset(variant, settings["base_dataset_id"])
@@ -118,18 +178,13 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
         raise AdunetError(f"{mdir}: no trained nnU-Net for {variant} ({dataset_name})")
     on_t2w = {s: loaded.on_t2w(s) for s in SEQUENCES}
     channels = [on_t2w[s] if kind == "sequence" else maps[s] for kind, s in spec.channels()]
-    work = out_dir / f".{case_id}_nnunet"  # nnU-Net's scratch space, gone whatever happens
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        files = [str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
-                                 work / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}")) for k, image in enumerate(channels)]
-        nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
-                           "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
-                           "mirroring": settings["mirroring"]}], log, label=f"nnU-Net {variant}")
-        det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry,
-                              out_dir / f"{case_id}_detection_map.mha")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    work = stage / "scratch"  # nnU-Net's inputs and outputs, gone with the staging folder
+    files = [str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
+                             work / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}")) for k, image in enumerate(channels)]
+    nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
+                       "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
+                       "mirroring": settings["mirroring"]}], log, label=f"nnU-Net {variant}", scratch=work)
+    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, stage / f"{case_id}_detection_map.mha")
 
     from adunet_lib.report.figures import save_figure
     from adunet_lib.report.viewer import static_montage
@@ -138,10 +193,7 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     box = pre.box.slices()
     volumes = {s: on_t2w[s].array[box] for s in SEQUENCES}
     overlays = {"gland": pre.gland_in_box, "anomaly": maps["adc"].array[box], "detection": detection[box]}
-    save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), out_dir / f"{case_id}_overview.png")
+    save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), stage / f"{case_id}_overview.png")
     candidates = int(len(np.unique(detection[detection > 0])))
-    result = Prediction(case_id, det, float(detection.max()), candidates, map_files,
-                        None if gland or zones else case.zones)
-    write_json(out_dir / f"{case_id}_prediction.json", dataclasses.asdict(result) | {
-        "variant": variant, "run": str(run_dir), "zones": mask_note})
-    return result
+    result = Prediction(case_id, det, float(detection.max()), candidates, map_files, None if masks else case.zones)
+    return result, mask_note

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 #: What a finished run folder holds (ARCHITECTURE.md shows this listing; a test compares them).
 LAYOUT = """\
 runs/<name>/
+  .adunet.lock                                  while adunet reproduce runs: who holds the run folder
   params.json                                   what each notebook was given (adunet reproduce)
   reproduce.json                                status and seconds per notebook
   notebooks/                                    executed copies of the notebooks
@@ -57,6 +58,9 @@ runs/<name>/
   nnunet/settings.json                          segmentation settings, variants, map model (06)
   predictions/<variant>/<split>/<case>_detection_map.mha   PI-CAI detection maps on the T2W grid (06)
 """
+
+#: Held by ``adunet reproduce`` while it runs (see :mod:`adunet_lib.runner.lock`).
+RUN_LOCK = ".adunet.lock"
 
 #: The volumes notebook 01 copies into ``cases/<set>/<case>/`` (masks only where the case has them).
 CASE_VOLUMES = (*SEQUENCES, "lesion", "zones", "gland")
@@ -111,37 +115,41 @@ def nnunet_dataset_name(dataset_id: int, variant_name: str) -> str:
 PROJECT_FOLDERS = ("adunet_lib", "notebooks", "params", "tests", "benchmarks", ".git", ".ci")
 
 
-def check_output_folders(run_dir: str | Path, figure_dir: str | Path, inputs: tuple[str | Path | None, ...] = (),
-                         root: str | Path | None = None) -> None:
-    """Refuse, before anything is written, a run or figure folder that would overwrite the project or data.
+def why_unsafe_output(path: str | Path, data: tuple[Path, ...] = (), root: str | Path | None = None) -> str:
+    """Why writing into ``path`` would overwrite the project or input data ("" when it would not).
 
     Refused: the file-system root, the home folder, the project folder or any folder above it, a
     folder inside the project's own code/notebook/params folders (:data:`PROJECT_FOLDERS`), and a
-    folder inside an input data set or holding one.
+    folder inside one of the ``data`` folders or holding one. Compared as real paths, so "..", "~"
+    and symlinks do not slip past.
+    """
+    base = project_root(root)
+    path = resolve(path, base).resolve()
+    if path == Path(path.anchor):
+        return "is the file-system root"
+    if path == Path.home().resolve():
+        return "is your home folder"
+    if path == base or path in base.parents:
+        return f"is the project folder {base} or holds it"
+    inside = next((name for name in PROJECT_FOLDERS if path == base / name or base / name in path.parents), None)
+    if inside:
+        return f"lies in the project's own {inside}/ folder"
+    real = [resolve(p, base).resolve() for p in data]
+    found = next((p for p in real if path == p or p in path.parents or path in p.parents), None)
+    return f"lies inside the input data {found} or holds it" if found is not None else ""
+
+
+def check_output_folders(run_dir: str | Path, figure_dir: str | Path, inputs: tuple[str | Path | None, ...] = (),
+                         root: str | Path | None = None) -> None:
+    """Refuse, before anything is written, a run or figure folder that would overwrite the project or
+    data (see :func:`why_unsafe_output`).
 
     Raises:
         ParamsError: one line naming the key, the folder and why.
     """
-    base = project_root(root)
-    # compared as real paths: "..", "~" and symlinks must not slip past the checks
-    real_inputs = [resolve(p, base).resolve() for p in inputs if p and str(p) not in ("synthetic", "none")]
+    data = tuple(Path(str(p)) for p in inputs if p and str(p) not in ("synthetic", "none"))
     for key, value in (("run_dir", run_dir), ("figure_dir", figure_dir)):
-        path = resolve(value, base).resolve()
-        why = ""
-        if path == Path(path.anchor):
-            why = "is the file-system root"
-        elif path == Path.home().resolve():
-            why = "is your home folder"
-        elif path == base or path in base.parents:
-            why = f"is the project folder {base} or holds it"
-        else:
-            inside = next((name for name in PROJECT_FOLDERS if path == base / name or base / name in path.parents), None)
-            if inside:
-                why = f"lies in the project's own {inside}/ folder"
-            else:
-                data = next((p for p in real_inputs if path == p or p in path.parents or path in p.parents), None)
-                if data is not None:
-                    why = f"lies inside the input data {data} or holds it"
+        why = why_unsafe_output(value, data, root)
         if why:
             raise ParamsError(f"{key}: {value} {why}; outputs would overwrite files there — use a folder of its own "
                               f"(e.g. runs/<name> and figures/<name>)")

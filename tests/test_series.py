@@ -48,8 +48,10 @@ def _external_study(run):
 @pytest.mark.slow
 def test_predict_reproduces_the_runs_own_detection_map_for_a_study(smoke_series, tmp_path):
     import json
+    import shutil
     import subprocess
     import sys
+    from pathlib import Path
 
     import numpy as np
 
@@ -61,8 +63,18 @@ def test_predict_reproduces_the_runs_own_detection_map_for_a_study(smoke_series,
     # no mask given: the run's zone model predicts the zones, as it did for this (external, "predicted") case
     cmd = [sys.executable, "-m", "adunet_lib.cli", "predict", str(case.images["t2w"]), str(case.images["adc"]),
            str(case.images["hbv"]), "--run", str(run), "--out", str(out), "--case-id", case.case_id]
-    done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace")
+    # a colleague's run folder, shared read-only: predict only reads it (nothing in it changes)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    modes = {p: p.stat().st_mode for p in [run, *run.rglob("*")]}
+    try:
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace")
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
     assert case.case_id in done.stdout and "csPCa likelihood" in done.stdout
     detection = read_image(out / f"{case.case_id}_detection_map.mha")
     t2w = read_image(case.images["t2w"])
@@ -81,7 +93,16 @@ def test_predict_reproduces_the_runs_own_detection_map_for_a_study(smoke_series,
     # refusing to write next to the inputs, and an unfinished run, are one-line errors with exit 2
     same = subprocess.run([*cmd[:-4], "--out", str(case.images["t2w"].parent), "--case-id", case.case_id],
                           capture_output=True, text=True, encoding="utf-8", errors="replace")
-    assert same.returncode == 2 and "holds the inputs" in same.stderr and len(same.stderr.strip().splitlines()) == 1
+    assert same.returncode == 2 and "lies inside the input data" in same.stderr and len(same.stderr.strip().splitlines()) == 1
+    # another study whose files have the same names may not overwrite this one's outputs
+    other = tmp_path / "other_study"
+    other.mkdir()
+    for s in ("t2w", "adc", "hbv"):
+        shutil.copy2(case.images[s], other / Path(case.images[s]).name)
+    clash = subprocess.run([*cmd[:1 + cmd.index("predict")], *(str(other / Path(case.images[s]).name) for s in ("t2w", "adc", "hbv")),
+                            *cmd[cmd.index("--run"):]], capture_output=True, text=True, encoding="utf-8", errors="replace")
+    assert clash.returncode == 2 and len(clash.stderr.strip().splitlines()) == 1, clash.stderr
+    assert f"already holds outputs of study {case.case_id} made from {Path(case.images['t2w']).resolve()}" in clash.stderr
     empty = subprocess.run([*cmd[:cmd.index("--run")], "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")],
                            capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert empty.returncode == 2 and "not a finished run" in empty.stderr

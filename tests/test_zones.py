@@ -141,7 +141,8 @@ def test_predict_without_masks_on_the_real_px0218_study(smoke_series, realdata, 
                           capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert only.returncode == 0, only.stderr[-2000:]
     np.testing.assert_array_equal(read_image(alone / "px0218_0218_zones.nii.gz").array, zones.array)
-    assert sorted(p.name for p in alone.iterdir()) == ["px0218_0218_zones.nii.gz"]  # no scratch left behind
+    # no scratch left behind; the hidden record of which study each output name belongs to
+    assert sorted(p.name for p in alone.iterdir()) == [".adunet_outputs.json", "px0218_0218_zones.nii.gz"]
 
 
 @pytest.mark.slow

@@ -22,6 +22,13 @@ from adunet_lib.errors import CaseError
 from adunet_lib.vocabulary import SEQUENCES
 #: Lesion labels in PI-CAI are ISUP-based grades 0..5; anything else is a corrupt label.
 MAX_LESION_VALUE = 5
+#: Fewest T2W slices a study may have. The crop keeps the slices that hold gland (at least one) plus
+#: ``PreprocessConfig.z_margin`` slices (default 0) above and below it; nnU-Net's 3d_fullres (the
+#: detection and zone models) convolves 3 slices at a time along z once pooling has brought its
+#: in-plane spacing within a factor 2 of the slice spacing, so a gland slice needs a real neighbour
+#: on either side rather than zero padding: 1 + 2 = 3 (a larger ``z_margin`` is checked by the crop
+#: itself). Real bpMRI T2W has ~20; 1 or 2 slices is a localizer, one exported slice or a broken conversion.
+MIN_T2W_SLICES = 3
 
 
 class LesionOutsideGlandWarning(UserWarning):
@@ -53,6 +60,9 @@ class Case:
         negative_without_lesion: the case is a fully annotated csPCa negative that has no lesion
             file (Prostate158 negatives; PI-CAI studies the marksheet calls negative): its lesion
             mask is all zeros on the T2W grid.
+        empty_cspca_cell: where the case's csPCa cell is (``<marksheet>: line <n>``) when the table
+            has a row for the case but the cell is empty ('' otherwise): csPCa then comes from the
+            lesion label, and ``adunet check`` says so.
     """
 
     case_id: str
@@ -69,6 +79,7 @@ class Case:
     patient_id: str = ""
     lesion_source: str = ""
     negative_without_lesion: bool = False
+    empty_cspca_cell: str = ""
 
     @property
     def patient(self) -> str:
@@ -239,6 +250,14 @@ def load_sequence(case: Case, seq: str) -> Image:
     return image
 
 
+def check_slices(case: Case, t2w: Image) -> None:
+    """Raise when the T2W has fewer slices than the pipeline needs (:data:`MIN_T2W_SLICES`)."""
+    slices = t2w.geometry.size[2]
+    if slices < MIN_T2W_SLICES:
+        raise CaseError(case.case_id, case.path_of("t2w"),
+                        f"t2w has {slices} slice(s); the pipeline needs at least {MIN_T2W_SLICES}")
+
+
 def check_overlap(case: Case, seq: str, image: Image, t2w: Image) -> None:
     """Raise when ``image`` (ADC or hbv) does not overlap the T2W field of view."""
     covered = overlap_fraction(image.geometry, t2w.geometry)
@@ -304,9 +323,10 @@ def warn_lesion_outside_gland(case: Case, lesion: Image | None, gland: Image | N
 def load_case(case: Case, require_masks: bool = False, sequences: tuple[str, ...] = SEQUENCES) -> LoadedCase:
     """Read and validate every file of ``case``.
 
-    Checks: each sequence present once, readable, 3D, finite, not all zero; ADC/hbv overlap the T2W
-    field of view; labels on the T2W grid with values in range; gland mask not empty. A lesion
-    outside the gland only warns (:class:`LesionOutsideGlandWarning`).
+    Checks: each sequence present once, readable, 3D, finite, not all zero; the T2W has at least
+    :data:`MIN_T2W_SLICES` slices; ADC/hbv overlap the T2W field of view; labels on the T2W grid
+    with values in range; gland mask not empty. A lesion outside the gland only warns
+    (:class:`LesionOutsideGlandWarning`).
 
     Args:
         case: the case to load.
@@ -318,6 +338,7 @@ def load_case(case: Case, require_masks: bool = False, sequences: tuple[str, ...
     """
     images = {seq: load_sequence(case, seq) for seq in dict.fromkeys(("t2w", *sequences))}
     t2w = images["t2w"]
+    check_slices(case, t2w)
     for seq in (s for s in ("adc", "hbv") if s in images):
         check_overlap(case, seq, images[seq], t2w)
     lesion = load_lesion(case, t2w)

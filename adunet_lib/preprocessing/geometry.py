@@ -4,11 +4,17 @@ A crop is a :class:`CropBox`: an index range on a reference grid (the case's T2W
 copies voxels and moves the origin; :func:`uncrop` pastes them back, so crop → uncrop is exact.
 Model grids (fixed ``S × S`` slices) are ordinary :class:`Geometry` objects over the same physical
 box, so going back to the original T2W domain is a plain :func:`resample_to`.
+
+Before a case is cropped, its images are reoriented (:func:`reorient`: axes permuted / flipped, no
+interpolation) to one anatomical orientation, :data:`CANONICAL_ORIENTATION`, so the crop and the
+model slices do not depend on the direction matrix a scanner wrote; :func:`reorient_onto` and
+:func:`box_onto` take an image or a box back onto the original grid exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +23,14 @@ import SimpleITK as sitk
 from adunet_lib.data.image import Geometry, Image
 
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
+
+#: The anatomical orientation every study is brought to before it is cropped and sliced, in DICOM
+#: letters (where each index axis points: x → Left, y → Posterior, z → Superior). It is ITK's
+#: identity direction, the orientation PI-CAI's scans and the synthetic phantoms are stored in, so
+#: for them reorienting changes nothing. The slice axis stays the acquisition's through-plane axis
+#: (see :func:`canonical_orientation`).
+CANONICAL_ORIENTATION = "LPS"
+_ANATOMICAL_AXIS = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}
 
 
 class CropError(ValueError):
@@ -159,3 +173,66 @@ def slice_grid(box: CropBox, size: int) -> Geometry:
 def full_box(reference: Geometry, z_start: int, z_size: int) -> CropBox:
     """The whole in-plane field of view over slices ``[z_start, z_start + z_size)`` ("full image" mode)."""
     return CropBox((0, 0, z_start), (reference.size[0], reference.size[1], z_size), reference)
+
+
+def orientation_of(geometry: Geometry) -> str:
+    """The anatomical orientation closest to a grid's direction, in DICOM letters (``LPS``, ``RAS`` …)."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(geometry.direction)
+
+
+def canonical_orientation(geometry: Geometry) -> str:
+    """:data:`CANONICAL_ORIENTATION` with the grid's third (through-plane, slice) axis kept third:
+    ``LPS`` for an axial acquisition, ``PSL`` for a sagittal and ``LSP`` for a coronal one."""
+    through = _ANATOMICAL_AXIS[orientation_of(geometry)[2]]
+    in_plane = "".join(c for c in CANONICAL_ORIENTATION if _ANATOMICAL_AXIS[c] != through)
+    return in_plane + next(c for c in CANONICAL_ORIENTATION if _ANATOMICAL_AXIS[c] == through)
+
+
+def reorient(image: Image, orientation: str | None = None) -> Image:
+    """The same voxels with the axes permuted / flipped to ``orientation`` (default: the image's
+    :func:`canonical_orientation`), SimpleITK's ``DICOMOrient``. Exact: no interpolation, every
+    voxel keeps its value and its physical position. An image already so oriented comes back as is.
+
+    Example:
+        >>> np.array_equal(reorient_onto(reorient(t2w), t2w.geometry).array, t2w.array)  # doctest: +SKIP
+        True
+    """
+    target = orientation or canonical_orientation(image.geometry)
+    if orientation_of(image.geometry) == target:
+        return image
+    return Image.from_sitk(sitk.DICOMOrient(image.to_sitk(), target))
+
+
+@functools.lru_cache(maxsize=256)
+def canonical_geometry(geometry: Geometry) -> Geometry:
+    """The grid of :func:`reorient` (canonical orientation) for an image on ``geometry``."""
+    if orientation_of(geometry) == canonical_orientation(geometry):
+        return geometry
+    return reorient(Image(np.zeros(geometry.shape, np.uint8), geometry)).geometry
+
+
+def reorient_onto(image: Image, reference: Geometry) -> Image:
+    """Inverse of :func:`reorient`: an image on a reoriented copy of ``reference`` back on ``reference``
+    itself (exact; the result carries ``reference`` bit for bit).
+
+    Raises:
+        ValueError: when ``image`` is not on a reorientation of ``reference``.
+    """
+    back = reorient(image, orientation_of(reference))
+    if not back.geometry.same_as(reference):
+        diff = "; ".join(back.geometry.differences(reference))
+        raise ValueError(f"reorient_onto: the image is not on a reorientation of the reference grid ({diff})")
+    return Image(back.array, reference)
+
+
+def box_onto(box: CropBox, reference: Geometry) -> CropBox:
+    """The voxels of ``box`` as a box on ``reference``, a reorientation of ``box.reference`` (axes
+    permuted / flipped: the same voxels, indexed differently)."""
+    if box.reference == reference:
+        return box
+    d = np.asarray(reference.direction).reshape(3, 3)
+    corners = [box.reference.index_to_physical(c) for c in (box.start, tuple(v - 1 for v in box.stop))]
+    index = [np.rint(np.linalg.solve(d, np.subtract(p, reference.origin)) / np.asarray(reference.spacing))
+             for p in corners]
+    lo, hi = np.minimum(*index).astype(int), np.maximum(*index).astype(int) + 1
+    return CropBox(tuple(int(v) for v in lo), tuple(int(v) for v in hi - lo), reference)

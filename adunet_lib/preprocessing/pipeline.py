@@ -3,7 +3,10 @@
 For each case: ADC/hbv are brought onto the T2W grid's physical space, a square box around the gland
 (from the zonal or whole-gland mask) is cut out of the slices that contain gland, resampled to
 ``slice_size × slice_size`` slices, normalised per sequence to [0, 1] and masked to the gland
-("cropped" mode, the paper's final setup). A "full" mode keeps the whole in-plane field of view of
+("cropped" mode, the paper's final setup). The box and the slices are made on the case's T2W grid
+reoriented to :data:`~adunet_lib.preprocessing.geometry.CANONICAL_ORIENTATION` (every image and mask
+reoriented exactly, without interpolation, first), so they do not depend on the scanner's direction
+matrix. A "full" mode keeps the whole in-plane field of view of
 the same slices, unmasked, for the paper's full-image rows of Table I. Every slice remembers its
 T2W slice index, and :meth:`PreprocessedCase.to_t2w` takes a volume on a slice grid back to the
 original T2W domain.
@@ -13,20 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
 import numpy as np
 import pandas as pd
 
-from adunet_lib.cache import fingerprint
+from adunet_lib.cache import file_key, fingerprint
 from adunet_lib.data.case import Case, LoadedCase, load_case, missing_mask_error
 from adunet_lib.data.image import Geometry, Image, write_image
 from adunet_lib.errors import AdunetError, CaseError
 from adunet_lib.fileio import atomic_path, read_json, write_json
-from adunet_lib.preprocessing.geometry import (CropBox, CropError, full_box, gland_box, resample_to, slice_grid,
-                                               uncrop)
+from adunet_lib.preprocessing.geometry import (CANONICAL_ORIENTATION, CropBox, CropError, box_onto,
+                                               canonical_geometry, full_box, gland_box, reorient, reorient_onto,
+                                               resample_to, slice_grid, uncrop)
 from adunet_lib.progress import progress
 from adunet_lib.vocabulary import CROPPED, FULL, HEALTHY, LESION, MODES, SEQUENCES, UNKNOWN
 
@@ -56,7 +60,8 @@ class SliceStack:
     """One mode of a preprocessed case: the model slices and the grid they live on.
 
     Attributes:
-        grid: the slice grid (``S × S × n``), a :class:`Geometry` in the case's physical space.
+        grid: the slice grid (``S × S × n``), a :class:`Geometry` in the case's physical space, in the
+            canonical orientation (see :func:`~adunet_lib.preprocessing.geometry.canonical_geometry`).
         images: float32 ``(3, n, S, S)`` in [0, 1], sequences in ``SEQUENCES`` order.
         gland, zones, lesion: uint8 ``(n, S, S)`` on the slice grid.
         norm: sequence → (low, high) raw intensities mapped to 0 and 1.
@@ -91,7 +96,8 @@ class PreprocessedCase:
         cspca: case-level label (None when unknown).
         labeled: whether a lesion label exists (False: ``lesion`` arrays are zeros).
         t2w_geometry: the original T2W grid — every output map is written on it.
-        box: the gland box on the T2W grid.
+        box: the gland box on the original T2W grid (found on the canonical grid, then carried
+            over: the same voxels; the slice grids are the canonical box's).
         stacks: mode (``cropped``, ``full``) → :class:`SliceStack`.
         gland_in_box: uint8 gland mask inside ``box`` on the T2W grid (exact, for masking maps).
         sources: the files the case came from (provenance only: nothing reads them again).
@@ -108,6 +114,7 @@ class PreprocessedCase:
     gland_in_box: np.ndarray
     sources: dict[str, str]
     stamp: str = ""
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # role → content key of its file
 
     @property
     def n_slices(self) -> int:
@@ -120,28 +127,37 @@ class PreprocessedCase:
 
     @property
     def slice_indices(self) -> np.ndarray:
-        """T2W slice index (z) of every model slice."""
-        return self.box.start[2] + np.arange(self.n_slices)
+        """T2W slice index (z) of every model slice (on the original grid: reversed when the canonical
+        orientation runs the other way through the slices)."""
+        z = self.box.start[2] + np.arange(self.n_slices)
+        canonical = np.asarray(canonical_geometry(self.t2w_geometry).direction).reshape(3, 3)[:, 2]
+        original = np.asarray(self.t2w_geometry.direction).reshape(3, 3)[:, 2]
+        return z[::-1] if float(canonical @ original) < 0 else z
 
     def gland_on_t2w(self) -> Image:
         """The gland mask on the whole T2W grid (the box pasted back; 0 outside it)."""
         return uncrop(Image(self.gland_in_box, self.box.geometry), self.box)
 
     def to_slices(self, image: Image, mode: str = CROPPED, interpolation: str = "linear") -> np.ndarray:
-        """Forward: an image on any grid of the case → ``(n, S, S)`` on the slice grid of ``mode``."""
-        return resample_to(image, self.stack(mode).grid, interpolation,
+        """Forward: an image on any grid of the case → ``(n, S, S)`` on the slice grid of ``mode``
+        (reoriented first, as :func:`preprocess_case` does)."""
+        return resample_to(reorient(image), self.stack(mode).grid, interpolation,
                            antialias=interpolation == "linear").array
 
     def to_t2w(self, volume: np.ndarray, mode: str = CROPPED, mask: bool = True) -> Image:
         """Inverse: a ``(n, S, S)`` volume on the slice grid of ``mode`` back on the original T2W grid.
 
         Linear resampling onto the T2W grid (origin, direction, spacing of the case's T2W image);
-        outside the box the result is 0, and with ``mask`` everything outside the gland is 0.
+        outside the box the result is 0, and with ``mask`` everything outside the gland is 0. (The
+        resample is onto the canonical orientation of that grid, then the axes are permuted / flipped
+        back: the same voxels, and the same result however the scanner oriented the study.)
         """
         grid = self.stack(mode).grid
         if volume.shape != grid.shape:
             raise ValueError(f"{self.case_id}: volume shape {volume.shape} does not match the {mode} grid {grid.shape}")
-        image = resample_to(Image(volume.astype(np.float32), grid), self.t2w_geometry, "linear", default=0.0)
+        image = resample_to(Image(volume.astype(np.float32), grid), canonical_geometry(self.t2w_geometry), "linear",
+                            default=0.0)
+        image = reorient_onto(image, self.t2w_geometry)
         if mask:
             image = image.with_array(np.where(self.gland_on_t2w().array > 0, image.array, 0).astype(np.float32))
         return image
@@ -162,6 +178,7 @@ class PreprocessedCase:
             "t2w_geometry": self.t2w_geometry.to_dict(), "box": self.box.to_dict(),
             "grids": {m: st.grid.to_dict() for m, st in self.stacks.items()},
             "norm": {m: st.norm for m, st in self.stacks.items()}, "sources": self.sources, "stamp": self.stamp,
+            "inputs": self.inputs,
         }
         # the json is written last: it marks the case as complete
         write_json(folder / f"{self.case_id}.json", meta)
@@ -181,6 +198,7 @@ class PreprocessedCase:
             case_id=meta["case_id"], site=meta["site"], cspca=meta["cspca"], labeled=meta["labeled"],
             t2w_geometry=Geometry.from_dict(meta["t2w_geometry"]), box=CropBox.from_dict(meta["box"]),
             stacks=stacks, gland_in_box=arrays["gland_in_box"], sources=meta["sources"], stamp=meta.get("stamp", ""),
+            inputs=meta.get("inputs", {}),
         )
 
 
@@ -219,24 +237,29 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
             raise CaseError(case.case_id, case.path_of(seq),
                             f"{seq} covers only {share:.0%} of the gland (field of view does not overlap the T2W "
                             "image's prostate)")
+    # every image and mask in the canonical orientation (exact: axes permuted / flipped), so the crop
+    # box and the slices are the same whatever direction matrix the scanner wrote
+    images = {seq: reorient(loaded.images[seq]) for seq in SEQUENCES}
+    canonical_gland = reorient(loaded.gland)
     try:
-        box = gland_box(loaded.gland, config.crop_margin_mm, square=True, z_margin=config.z_margin)
+        box = gland_box(canonical_gland, config.crop_margin_mm, square=True, z_margin=config.z_margin)
     except CropError as exc:
         raise CaseError(case.case_id, t2w_path, str(exc)) from None
 
     grids = {CROPPED: slice_grid(box, config.slice_size),
-             FULL: slice_grid(full_box(t2w.geometry, box.start[2], box.size[2]), config.slice_size)}
-    lesion = loaded.lesion if loaded.lesion is not None else loaded.gland.with_array(np.zeros(t2w.shape, np.uint8))
-    zones = loaded.zones if loaded.zones is not None else loaded.gland
+             FULL: slice_grid(full_box(box.reference, box.start[2], box.size[2]), config.slice_size)}
+    lesion = (reorient(loaded.lesion) if loaded.lesion is not None
+              else canonical_gland.with_array(np.zeros(canonical_gland.shape, np.uint8)))
+    zones = reorient(loaded.zones) if loaded.zones is not None else canonical_gland
     stacks = {}
     for mode in modes:
         grid = grids[mode]
-        gland = resample_to(loaded.gland, grid, "nearest").array.astype(np.uint8)
+        gland = resample_to(canonical_gland, grid, "nearest").array.astype(np.uint8)
         region = gland > 0 if mode == CROPPED else np.ones_like(gland, bool)
         stack, norm = [], {}
         for seq in SEQUENCES:
             # straight from each sequence's own grid: one interpolation only
-            vol = resample_to(loaded.images[seq], grid, "linear", antialias=True).array
+            vol = resample_to(images[seq], grid, "linear", antialias=True).array
             vol, norm[seq] = normalise(vol, region, config.percentiles)
             if mode == CROPPED:
                 vol = vol * gland
@@ -246,10 +269,11 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
                                   resample_to(lesion, grid, "nearest").array.astype(np.uint8), norm)
     sources = {seq: str(case.path_of(seq)) for seq in SEQUENCES}
     sources.update({k: str(v) for k, v in (("lesion", case.lesion), ("gland", case.gland), ("zones", case.zones)) if v})
+    t2w_box = box_onto(box, t2w.geometry)  # the same voxels, indexed on the original T2W grid
     return PreprocessedCase(
         case_id=case.case_id, site=case.site, cspca=loaded.cspca, labeled=loaded.lesion is not None,
-        t2w_geometry=t2w.geometry, box=box, stacks=stacks,
-        gland_in_box=np.ascontiguousarray(loaded.gland.array[box.slices()]).astype(np.uint8), sources=sources,
+        t2w_geometry=t2w.geometry, box=t2w_box, stacks=stacks,
+        gland_in_box=np.ascontiguousarray(loaded.gland.array[t2w_box.slices()]).astype(np.uint8), sources=sources,
     )
 
 
@@ -361,18 +385,44 @@ def folds_from_splits(path: str | Path, cases: list[tuple[str, str]]) -> dict[st
     return {cid: folds[cid] for cid, _ in cases}
 
 
-def case_fingerprint(case: Case, config: PreprocessConfig, modes: Iterable[str]) -> str:
-    """What a preprocessed case is made from: the settings, the modes and the case's files."""
-    files = [case.images.get(s) for s in SEQUENCES] + [case.lesion, case.gland, case.zones]
+#: What each input file of a case is, in the messages that say it changed.
+INPUT_ROLES = {"t2w": "T2W", "adc": "ADC", "hbv": "hbv", "lesion": "lesion label", "gland": "gland mask",
+               "zones": "zonal mask"}
+
+
+def input_keys(case: Case) -> dict[str, str]:
+    """Content key (SHA-256) of each file a case is made from, by role (see :data:`INPUT_ROLES`)."""
+    files = {s: case.images.get(s) for s in SEQUENCES} | {"lesion": case.lesion, "gland": case.gland, "zones": case.zones}
+    return {role: file_key(path) for role, path in files.items() if path is not None}
+
+
+def case_fingerprint(case: Case, config: PreprocessConfig, modes: Iterable[str], keys: dict[str, str] | None = None) -> str:
+    """What a preprocessed case is made from: the settings, the modes, the canonical orientation the
+    slices are made in, the marksheet label and the content of the case's files (``keys``, from
+    :func:`input_keys`)."""
+    keys = input_keys(case) if keys is None else keys
     return fingerprint({"preprocess": dataclasses.asdict(config), "modes": sorted(modes),
-                        "zone_codes": sorted(case.zone_codes.items()), "cspca": case.cspca},
-                       files=[f for f in files if f is not None])
+                        "orientation": CANONICAL_ORIENTATION,
+                        "zone_codes": sorted(case.zone_codes.items()), "cspca": case.cspca,
+                        "files": sorted(keys.items())})
+
+
+def what_changed(case: Case, before: dict, keys: dict[str, str]) -> str:
+    """Why a preprocessed case is redone: the input files whose content changed, or the settings."""
+    old = before.get("inputs") or {}
+    path = {s: case.images.get(s) for s in SEQUENCES} | {"lesion": case.lesion, "gland": case.gland, "zones": case.zones}
+    changed = [f"{INPUT_ROLES[r]} {path[r]}" for r in keys if r in old and old[r] != keys[r]]
+    changed += [f"{INPUT_ROLES[r]} {path[r]} (new)" for r in keys if old and r not in old]
+    changed += [f"{INPUT_ROLES[r]} (gone)" for r in old if r not in keys]
+    if changed:
+        return f"{', '.join(changed)} changed since it was preprocessed"
+    return "its settings or marksheet label changed since it was preprocessed"
 
 
 def preprocess_dataset(cases: Iterable[Case], out_dir: str | Path, config: PreprocessConfig = PreprocessConfig(),
                        modes: Iterable[str] = MODES, on_error: str = "fail", show_progress: bool = True,
-                       desc: str = "preprocess", volumes_dir: str | Path | None = None
-                       ) -> tuple[list[str], list[tuple[str, str]]]:
+                       desc: str = "preprocess", volumes_dir: str | Path | None = None,
+                       log: Callable[[str], None] = print) -> tuple[list[str], list[tuple[str, str]]]:
     """Preprocess every case into ``out_dir`` (``<case>.npz`` + ``<case>.json``); resumable.
 
     Cases already preprocessed from the same files with the same settings are kept (see
@@ -389,11 +439,15 @@ def preprocess_dataset(cases: Iterable[Case], out_dir: str | Path, config: Prepr
     modes = tuple(modes)
     done, skipped = [], []
     for case in progress(list(cases), desc=desc, unit="case", enabled=show_progress):
-        stamp = case_fingerprint(case, config, modes)
+        keys = input_keys(case)
+        stamp = case_fingerprint(case, config, modes, keys)
         meta = out_dir / f"{case.case_id}.json"
-        if meta.is_file() and (out_dir / f"{case.case_id}.npz").is_file() and read_json(meta).get("stamp") == stamp:
+        before = read_json(meta) if meta.is_file() else {}
+        if before.get("stamp") == stamp and (out_dir / f"{case.case_id}.npz").is_file():
             done.append(case.case_id)
             continue
+        if before:
+            log(f"case {case.case_id}: {what_changed(case, before, keys)}: preprocessing it again")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always")
@@ -406,7 +460,7 @@ def preprocess_dataset(cases: Iterable[Case], out_dir: str | Path, config: Prepr
             continue
         if volumes_dir is not None:
             write_t2w_volumes(loaded, Path(volumes_dir) / case.case_id)
-        pre.stamp = stamp
+        pre.stamp, pre.inputs = stamp, keys
         pre.save(out_dir)  # last: its json marks the case (and its T2W volumes) complete
         done.append(case.case_id)
     return done, skipped

@@ -18,7 +18,9 @@ from typing import Any
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import write_json
 from adunet_lib.run_folder import RunContext, check_output_folders, project_root, resolve
+from adunet_lib.runner.lock import run_lock
 from adunet_lib.runner.params import Notebook, find_notebooks, load_params, validate
+from adunet_lib.runner.sense import check_sense
 
 KERNEL_NAME = "python3"  # ipykernel's built-in spec: exists in every fresh venv
 PATH_SUFFIXES = ("_dir", "_data", "_path")
@@ -42,7 +44,7 @@ class NotebookFailed(AdunetError):
 def _absolute_paths(values: dict[str, Any], root: Path) -> dict[str, Any]:
     out = dict(values)
     for key, value in values.items():
-        if key.endswith(PATH_SUFFIXES) and isinstance(value, str) and value and value != "synthetic":
+        if key.endswith(PATH_SUFFIXES) and isinstance(value, str) and value not in ("", "synthetic", "none"):
             out[key] = str(resolve(value, root))
     return out
 
@@ -67,6 +69,7 @@ def plan(params_path: str | Path, start: str | None = None, stop: str | None = N
     start = (start or numbers[0]).zfill(2)
     stop = (stop or numbers[-1]).zfill(2)
     injected = validate(params, notebooks)
+    check_sense(params, notebooks, injected)
     common = dict(params.common)
     common.setdefault("run_dir", f"runs/{params.name}")
     common.setdefault("figure_dir", f"figures/{params.name}")
@@ -105,10 +108,30 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
     Raises:
         ParamsError: before anything runs, for unknown keys / wrong types / bad ranges.
         NotebookFailed: naming the notebook, cell and error, after writing the executed copy.
+        RunLocked: another run holds the run folder (see :mod:`.lock`).
+        Interrupted: Ctrl-C; finished work is kept and the same command resumes.
     """
+    run_dir, selected = plan(params_path, start, stop, root)
+    with run_lock(run_dir, log):
+        return _run(run_dir, selected, log, stream_output)
+
+
+class Interrupted(AdunetError):
+    """Ctrl-C (or SIGTERM) during a run: what finished is kept, a rerun resumes."""
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Did this papermill/nbclient failure come from an interrupt rather than from the notebook's code?"""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    name = type(exc).__name__
+    return name == "DeadKernelError" or getattr(exc, "ename", "") == "KeyboardInterrupt"
+
+
+def _run(run_dir: Path, selected: list[tuple[Notebook, dict[str, Any]]], log: Callable[[str], None],
+         stream_output: bool) -> dict[str, float]:
     import papermill
 
-    run_dir, selected = plan(params_path, start, stop, root)
     run = RunContext(run_dir, Path(selected[0][1]["figure_dir"]))
     out_dir = run.notebooks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,9 +164,16 @@ def reproduce(params_path: str | Path, start: str | None = None, stop: str | Non
                                        cwd=str(nb.path.parent), progress_bar=False, log_output=stream_output,
                                        # the kernel's own start-up warnings are not the user's business
                                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
-        except papermill.PapermillExecutionError as exc:
-            record[nb.name] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1)}
+        except BaseException as exc:
+            interrupted = _interrupted(exc)
+            if not interrupted and not isinstance(exc, papermill.PapermillExecutionError):
+                raise
+            record[nb.name] = {"status": "interrupted" if interrupted else "failed",
+                               "seconds": round(time.perf_counter() - t0, 1)}
             write_json(record_path, record)
+            if interrupted:
+                raise Interrupted(f"interrupted in notebook {nb.name}; what finished is kept — rerun the same "
+                                  f"command to resume") from None
             raise NotebookFailed(_failure_message(nb, output, exc)) from None
         seconds = time.perf_counter() - t0
         timings[nb.name] = seconds

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from adunet_lib.fileio import write_json
+from adunet_lib.segmentation.safe_load import UnsafeFileError, install
 
 #: Written (atomically) when a step has finished: nnU-Net writes its own files in place, so a file's
 #: presence alone does not prove it is complete after an interruption.
@@ -123,6 +124,8 @@ def train(args: dict) -> None:
             resumed.load_checkpoint(str(latest))
             trainer = resumed
             print(f"resuming nnU-Net training at epoch {trainer.current_epoch}", flush=True)
+        except UnsafeFileError:
+            raise
         except Exception as exc:  # a checkpoint cut short by a kill: start this fold again
             print(f"{latest} is unreadable ({type(exc).__name__}); training fold from scratch", flush=True)
             latest.unlink()
@@ -166,6 +169,7 @@ COMMANDS = {"plan": plan, "train": train, "predict": predict}
 
 
 def main(steps_file: str) -> None:
+    install()  # before nnU-Net is imported: its checkpoints and pickles load with an allow-list only
     for step in json.loads(Path(steps_file).read_text(encoding="utf-8")):
         # nnU-Net reads these at call time; the planner also uses the augmentation-worker count as a
         # torch thread count, so it must be >= 1 there
@@ -177,4 +181,8 @@ def main(steps_file: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    try:
+        main(sys.argv[1])
+    except UnsafeFileError as exc:  # the last line is what the caller reports: keep it the message
+        print(f"refused: {exc}", flush=True)
+        sys.exit(3)

@@ -60,21 +60,28 @@ def _die_with_parent() -> None:
 
 
 def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None] = print,
-         num_processes: int = 2, label: str = "nnU-Net") -> None:
+         num_processes: int = 2, label: str = "nnU-Net", scratch: Path | None = None) -> None:
     """Run worker steps (``{"command": …, **args}``) in one child process; stream its output; raise
-    :class:`AdunetError` with its last line on failure."""
+    :class:`AdunetError` with its last line on failure.
+
+    ``scratch``: where the step list and the worker's working directory go; by default the run's
+    ``nnunet/`` folder (training), for ``adunet predict`` a folder outside the run, which it only reads.
+    """
     if not steps:
         return
-    ctx.nnunet_raw.mkdir(parents=True, exist_ok=True)
+    if scratch is None:
+        ctx.nnunet_raw.mkdir(parents=True, exist_ok=True)
+        scratch = ctx.nnunet_dir
+    scratch.mkdir(parents=True, exist_ok=True)
     steps = [dict(step, env=step_env(ctx, step["command"], num_processes)) for step in steps]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=ctx.nnunet_dir) as fh:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=scratch) as fh:
         json.dump(steps, fh)
         arg_file = fh.name
     tail: deque[str] = deque(maxlen=15)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "adunet_lib.segmentation._worker", arg_file],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
-                                env=nnunet_env(ctx, num_processes), cwd=str(ctx.nnunet_dir),
+                                env=nnunet_env(ctx, num_processes), cwd=str(scratch),
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -86,6 +93,9 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
     finally:
         Path(arg_file).unlink(missing_ok=True)
     if code != 0:
+        refused = next((ln for ln in reversed(tail) if ln.startswith("refused: ")), None)
+        if refused:  # a run-folder file that would run code: the worker's one line, whole
+            raise AdunetError(refused[len("refused: "):])
         reason = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
         raise AdunetError(f"{label} failed ({reason.strip()[:300]}); see the output above")
 

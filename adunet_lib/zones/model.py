@@ -143,7 +143,7 @@ def predict_study_zones(ctx: RunContext, loaded: LoadedCase, target: Path, log: 
                  for k, image in enumerate(channel_images(loaded, settings.channels))]
         nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": {case_id: files},
                            "output_dir": str(scratch / "output"), "device": ctx.device, "mirroring": settings.mirroring,
-                           "save_probabilities": False}], log, label="nnU-Net zones")
+                           "save_probabilities": False}], log, label="nnU-Net zones", scratch=scratch)
         mask = finish_mask(scratch / "output" / f"{case_id}{VOLUME_SUFFIX}", loaded.t2w, case_id,
                            loaded.case.path_of("t2w"), settings)
         write_image(mask, target)

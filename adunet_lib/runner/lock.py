@@ -1,0 +1,100 @@
+"""One ``adunet reproduce`` per run folder at a time, on a shared machine or file system.
+
+The lock is a file, ``<run_dir>/.adunet.lock``, created exclusively (``O_EXCL``) and holding who
+took it: host, process id, that process's start time and the command. A second run on the same
+folder is refused with one line naming the holder. A lock whose holder is gone (killed, machine
+rebooted) is stale: on the same host that is decided from the process table (a reused process id
+has another start time), and the stale lock is taken over with a note. A lock from another host is
+never guessed stale; the message says which file to remove once that run is known to be gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from adunet_lib.errors import AdunetError
+from adunet_lib.run_folder import RUN_LOCK as LOCK_NAME
+
+
+class RunLocked(AdunetError):
+    """Another live process holds the run folder."""
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux), ``""`` where unknown, None when no such process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
+    except (OSError, IndexError):
+        return ""
+
+
+def _holder() -> dict[str, object]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid()) or "",
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv[:4])}
+
+
+def _alive(holder: dict[str, object]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot look into another machine's process table: assume it runs
+    start = _start_time(int(holder.get("pid", -1)))
+    return start is not None and (not start or not holder.get("start") or start == holder["start"])
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path, log: Callable[[str], None] = print) -> Iterator[Path]:
+    """Hold ``run_dir``'s lock for the duration of the block (see the module docstring).
+
+    Raises:
+        RunLocked: one line naming the holder and the lock file.
+    """
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise AdunetError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from None
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except PermissionError as exc:
+            raise AdunetError(f"{run_dir}: the run folder is not writable ({exc.strerror}); give a run_dir you can "
+                              f"write to, or ask its owner") from None
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder and _alive(holder):
+                where = f"on {holder.get('host')} " if holder.get("host") != socket.gethostname() else ""
+                raise RunLocked(f"{run_dir} is in use by another run ({holder.get('command', 'adunet')}, process "
+                                f"{holder.get('pid')} {where}since {holder.get('since')}); wait for it to finish, or "
+                                f"remove {path} if that run is gone") from None
+            if not holder and time.time() - path.stat().st_mtime < 5:
+                time.sleep(1)  # being written by a run starting this instant: look again
+                continue
+            log(f"note: {path}: removing a stale lock (process {holder.get('pid', '?')} of "
+                f"{holder.get('since', '?')} is gone)")
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_holder(), fh)
+        break
+    else:
+        raise RunLocked(f"{run_dir}: could not take the run lock {path}; remove it if no run is active")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
