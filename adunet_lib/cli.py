@@ -75,6 +75,18 @@ def _zones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from adunet_lib.report.verify import verify
+
+    verdicts = verify(args.candidate, args.reference, args.spread)
+    for verdict in verdicts:
+        print(verdict)
+    bad = [v for v in verdicts if v.verdict in ("outside spread", "missing")]
+    print(f"{'NOT reproduced' if bad else 'reproduced'}: {len(verdicts) - len(bad)} of {len(verdicts)} table(s) "
+          f"identical or within the committed seed spread")
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adunet",
@@ -106,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="stop", metavar="NN", help="last notebook number (e.g. 04)")
     p.add_argument("--quiet", action="store_true", help="do not stream notebook output")
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("verify", help="compare a regenerated figures folder with the committed one, table by table, "
+                                      "against the committed seed spread; non-zero exit when outside")
+    p.add_argument("candidate", help="the regenerated figures folder (e.g. figures/demo of a fresh run elsewhere)")
+    p.add_argument("reference", help="the committed figures folder (e.g. figures/demo)")
+    p.add_argument("--spread", help="seed spread table (default: REFERENCE/spread.csv)")
+    p.set_defaults(func=_verify)
 
     p = sub.add_parser("predict", help="detect csPCa in one new study with a finished run's models")
     p.add_argument("t2w", help="T2W image (.mha / .nii.gz)")

@@ -134,6 +134,9 @@ def smoke_series(tmp_path_factory):
     params = series_params(folder)
     run = folder / "runs" / "smoke"
     timings = reproduce(params, stop="01", root=REPO, log=lambda _: None, stream_output=False)
+    # the run as notebook 01 left it: the reproducibility test reruns 02–07 from it
+    shutil.copytree(run, folder / "after_01" / "runs" / "smoke")
+    shutil.copytree(folder / "figures" / "smoke", folder / "after_01" / "figures" / "smoke")
     away = folder / "data_moved_away"
     (run / "data").rename(away)
     try:

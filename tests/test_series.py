@@ -1,7 +1,11 @@
 """The whole notebook series, headless, on params/smoke.yaml: every table and figure is produced."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+
+from conftest import REPO
 
 FIGURES = ["fig2_preprocessing.png", "fig3_reconstructions.png", "fig4_anomaly_maps.png", "roc_pr_validation.png",
            "roc_pr_test.png", "forest_validation.png", "forest_test.png", "viewer_preprocessing.png",
@@ -31,6 +35,10 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
     summary = (figures / "summary.md").read_text(encoding="utf-8")
     assert "## Headline" in summary and "synthetic phantoms" in summary
+    # what made the numbers, and nothing of the machine's folders (#16)
+    assert "- packages: adunet " in summary and "torch.use_deterministic_algorithms" in summary
+    for folder in {str(run.parent.parent), str(Path.home()), str(REPO)}:
+        assert folder not in summary, folder
     assert (figures / "table2.md").read_text(encoding="utf-8").count("**") >= 6  # best per column marked
     # the run folder follows the contract
     assert sorted(p.name for p in (run / "predictions").iterdir()) == sorted(

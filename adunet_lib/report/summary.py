@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from adunet_lib.fileio import write_text
+from adunet_lib.report.verify import SPREAD
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import ANOMALY_COHORTS, EVALUATED_MEANING, EVALUATED_SPLITS
 
@@ -134,6 +135,65 @@ def _caveats(synthetic: bool, extra: list[str] | None) -> list[str]:
     return caveats + (extra or [])
 
 
+def machine_lines() -> list[str]:
+    """What made the numbers, for a reader comparing a rerun: package versions, CPU, threads and
+    PyTorch's determinism switches (no paths of the machine that made them)."""
+    import importlib.metadata as md
+    import platform
+
+    import torch
+
+    versions = []
+    for package in ("adunet", "torch", "nnunetv2", "numpy", "SimpleITK", "picai_eval", "papermill"):
+        try:
+            versions.append(f"{package} {md.version(package)}")
+        except md.PackageNotFoundError:
+            versions.append(f"{package} (not installed)")
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo", encoding="utf-8")
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return [f"- packages: {', '.join(versions)}; Python {platform.python_version()}",
+            f"- CPU: {cpu}; {torch.get_num_threads()} PyTorch thread(s); GPU: {gpu}",
+            f"- determinism: torch.use_deterministic_algorithms {torch.are_deterministic_algorithms_enabled()}, "
+            f"cudnn.deterministic {torch.backends.cudnn.deterministic}, cudnn.benchmark {torch.backends.cudnn.benchmark}"]
+
+
+def spread_lines(spread: pd.DataFrame) -> list[str]:
+    """The Table II headline over the committed training seeds (``spread.csv``): each set's baseline
+    and adU-Net(all) score and their difference, as mean ± sd (min, max)."""
+    t2 = spread[(spread["table"] == "table2.csv") & spread["column"].isin(["score", "delta_score"])]
+    rows = []
+    for _, r in t2.iterrows():
+        parts = str(r["row"]).split(" | ")
+        if len(parts) < 3 or parts[1] not in ("baseline", "adunet_all") or \
+                (parts[1] == "baseline" and r["column"] == "delta_score"):
+            continue
+        what = "minus the baseline" if r["column"] == "delta_score" else "score"
+        sign = "+" if r["column"] == "delta_score" else ""
+        order = (parts[2] != "validation", parts[1] == "adunet_all", r["column"] == "delta_score")
+        rows.append((order, f"- {parts[2]}, {parts[0]} {what}: {r['mean']:{sign}.3f} ± {r['sd']:.3f} "
+                            f"(min {r['min']:{sign}.3f}, max {r['max']:{sign}.3f})"))
+    if not rows:
+        return []
+    return [f"Over {int(t2['n'].max())} seeds (`spread.csv` holds every table cell), (AUROC + AP)/2:",
+            *[line for _, line in sorted(rows)],
+            "The bootstrap CIs above measure case sampling (which cases happen to be in the set); this spread "
+            "measures what the seed changes: training noise (initialisation, batches, augmentation) and, where "
+            "the data are synthetic, the phantom cohort the seed draws. A rerun elsewhere should land inside "
+            "it: `adunet verify NEW_FIGURES REFERENCE` checks every cell."]
+
+
+def _spread_section(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    lines = spread_lines(pd.read_csv(path, keep_default_na=False, dtype={"row": str, "column": str}))
+    return ["### Seed spread", "", *lines, ""] if lines else []
+
+
 def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases: pd.DataFrame,
                   table1: pd.DataFrame | None = None, extra_caveats: list[str] | None = None) -> Path:
     """Compose and write ``summary.md`` from the run folder's records and the final tables."""
@@ -145,6 +205,7 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
     synthetic = any(common.get(k, "synthetic") == "synthetic" for k in ("internal_data", "external_data"))
     lines = [f"# Run summary — `{params_name}`", "",
              "## Headline", "", *(_headline(table2) or ["(no comparison available)"]), "",
+             *_spread_section(ctx.figure_dir / SPREAD),
              "## Data", "", *_data_lines(pre, cases, table2, _zone_lines(ctx, cases)), "",
              "## Settings", "",
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
@@ -163,6 +224,7 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
     if seconds:
         lines += ["## Wall time per notebook", "", *[f"- {k}: {v:.0f} s" for k, v in seconds.items()],
                   f"- total: {sum(seconds.values()) / 60:.1f} min", ""]
+    lines += ["## Machine", "", *machine_lines(), ""]
     lines += ["## Files", "", "table1.csv/.md, fig3_reconstructions.png, fig4_anomaly_maps.png, map_quality.csv, "
               "table2.csv/.md, roc_pr_<set>.png, forest_<set>.png, zones.csv (when masks were predicted) — in this folder.", ""]
     return write_text(ctx.figure_dir / "summary.md", "\n".join(lines))

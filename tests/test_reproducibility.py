@@ -1,0 +1,46 @@
+"""Same machine, same seed, same numbers — and ``adunet verify`` tells a broken rerun from noise (#16)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from adunet_lib.cli import main
+from adunet_lib.report.verify import SPREAD, TABLES, seed_spread
+from conftest import REPO, series_params
+
+
+@pytest.mark.slow
+def test_a_rerun_gives_byte_identical_tables_and_verify_tells_a_broken_one(smoke_series, tmp_path, capsys):
+    """Notebooks 02–07 run a second time, from notebook 01's outputs, in another folder: model training,
+    maps, nnU-Net training and prediction, bootstrap — every table byte for byte as the shared run's."""
+    from adunet_lib.runner.reproduce import reproduce
+
+    run, figures, _ = smoke_series
+    snapshot = run.parent.parent / "after_01"
+    shutil.copytree(snapshot / "runs", tmp_path / "runs")
+    shutil.copytree(snapshot / "figures", tmp_path / "figures")
+    params = series_params(tmp_path)
+    reproduce(params, start="02", root=REPO, log=lambda _: None, stream_output=False)
+    again = tmp_path / "figures" / "smoke"
+    written = [t for t in TABLES if (figures / t).is_file()]
+    assert {"table1.csv", "table2.csv", "map_quality.csv"} <= set(written)
+    for table in written:
+        assert (again / table).read_bytes() == (figures / table).read_bytes(), table
+    assert main(["verify", str(again), str(figures)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{t}: identical" in out for t in written), out
+
+    # a deliberately broken rerun (another bootstrap): outside a spread of zero width, with the cells named
+    spread = tmp_path / SPREAD
+    seed_spread([figures, again], spread)
+    data = yaml.safe_load(params.read_text(encoding="utf-8"))
+    data["evaluation"]["n_bootstrap"] = 37
+    params.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    reproduce(params, start="07", root=REPO, log=lambda _: None, stream_output=False)
+    assert main(["verify", str(again), str(figures), "--spread", str(spread)]) == 1
+    out = capsys.readouterr().out
+    assert "table2.csv: outside spread — " in out and "(allowed ±0)" in out and "table1.csv: identical" in out
+    assert "NOT reproduced" in out

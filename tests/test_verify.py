@@ -1,0 +1,75 @@
+"""``adunet verify``: identical / within spread / outside spread, table by table, with the cells named."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+from adunet_lib.cli import main
+from adunet_lib.report.verify import SPREAD, seed_spread, verify
+
+ROWS = [("nnU-Net baseline", "baseline", "test"), ("adU-Net(all bpMRI)", "adunet_all", "test")]
+
+
+def figures(folder, scores, cases=12):
+    folder.mkdir(parents=True)
+    pd.DataFrame([{"Model": m, "model": k, "set": s, "cases": float(cases), "score": v, "auroc": v + 0.1}
+                  for (m, k, s), v in zip(ROWS, scores)]).to_csv(folder / "table2.csv", index=False)
+    pd.DataFrame({"model": ["fpgan", "fpgan"], "sequence": ["adc", "hbv"], "voxels": [10, 10],
+                  "auroc": [0.7, 0.8]}).to_csv(folder / "map_quality.csv", index=False)
+    return folder
+
+
+def test_identical_within_and_outside_the_committed_spread(tmp_path, capsys):
+    seeds = [figures(tmp_path / f"seed{k}", [0.70 + 0.01 * k, 0.75 - 0.01 * k]) for k in range(5)]
+    reference = seeds[0]
+    spread = seed_spread(seeds, reference / SPREAD)
+    row = spread[(spread["row"] == "adU-Net(all bpMRI) | adunet_all | test") & (spread["column"] == "score")]
+    assert row["n"].item() == 5 and abs(row["sd"].item() - 0.0158) < 1e-3 and abs(row["max"].item() - 0.75) < 1e-12
+
+    same = shutil.copytree(reference, tmp_path / "same")
+    assert [v.verdict for v in verify(same, reference)] == ["identical", "identical"]
+
+    near = figures(tmp_path / "near", [0.72, 0.73])  # moved by less than the seeds do
+    assert [v.verdict for v in verify(near, reference)] == ["within spread", "identical"]
+
+    far = figures(tmp_path / "far", [0.70, 0.95])  # adU-Net's score far outside its seed range
+    verdicts = verify(far, reference)
+    assert [v.verdict for v in verdicts] == ["outside spread", "identical"]
+    assert any("adU-Net(all bpMRI)" in o and "score: 0.95 vs 0.75" in o for o in verdicts[0].outside)
+
+    assert main(["verify", str(far), str(reference)]) == 1
+    out = capsys.readouterr().out
+    assert "table2.csv: outside spread — adU-Net(all bpMRI) | adunet_all | test / auroc: 1.05 vs 0.85" in out
+    assert "adunet_all | test / score: 0.95 vs 0.75 (allowed ±0.04743)" in out
+    assert "NOT reproduced: 1 of 2 table(s)" in out
+    assert main(["verify", str(near), str(reference)]) == 0
+    assert "reproduced: 2 of 2" in capsys.readouterr().out
+
+
+def test_a_changed_cohort_or_a_missing_table_is_outside(tmp_path):
+    reference = figures(tmp_path / "ref", [0.7, 0.75])
+    seed_spread([reference, figures(tmp_path / "s1", [0.71, 0.74])], reference / SPREAD)
+    fewer = figures(tmp_path / "fewer", [0.7, 0.75], cases=11)  # another cohort: a count the seeds never moved
+    verdict = verify(fewer, reference)[0]
+    assert verdict.verdict == "outside spread" and any("/ cases: 11 vs 12 (allowed ±0)" in o for o in verdict.outside)
+    (fewer / "map_quality.csv").unlink()
+    assert verify(fewer, reference)[1].verdict == "missing"
+
+
+def test_without_a_spread_any_difference_is_outside(tmp_path):
+    reference = figures(tmp_path / "ref", [0.7, 0.75])
+    other = figures(tmp_path / "other", [0.7, 0.7500001])
+    assert "no spread committed" in verify(other, reference)[0].outside[0]
+
+
+def test_the_summary_gives_the_headline_with_its_seed_spread(tmp_path):
+    from adunet_lib.report.summary import spread_lines
+
+    seeds = [figures(tmp_path / f"seed{k}", [0.70 + 0.01 * k, 0.75 - 0.01 * k]) for k in range(3)]
+    lines = spread_lines(seed_spread(seeds, tmp_path / SPREAD))
+    assert lines[0].startswith("Over 3 seeds")
+    assert "- test, nnU-Net baseline score: 0.710 ± 0.010 (min 0.700, max 0.720)" in lines
+    assert "- test, adU-Net(all bpMRI) score: 0.740 ± 0.010 (min 0.730, max 0.750)" in lines
+    assert "case sampling" in lines[-1] and "training noise" in lines[-1]
