@@ -170,13 +170,25 @@ class RunContext:
     seed: int = 0
     device: str = "cpu"
     interactive: bool = False
+    #: draws what is data rather than training — the synthetic cohort, the folds, the anomaly cohort,
+    #: the bootstrap — so that a seed spread can vary training alone (``None``: the same as ``seed``)
+    cohort_seed: int | None = None
+
+    @property
+    def data_seed(self) -> int:
+        return self.seed if self.cohort_seed is None else self.cohort_seed
 
     @classmethod
     def create(cls, run_dir: str | Path, figure_dir: str | Path, seed: int = 0, device: str = "cpu",
-               interactive: bool = False, inputs: tuple[str | Path | None, ...] = ()) -> RunContext:
-        """Resolve the folders, refuse to write into an input folder, create them and seed every RNG."""
+               interactive: bool = False, inputs: tuple[str | Path | None, ...] = (),
+               data_seed: int = -1) -> RunContext:
+        """Resolve the folders, refuse to write into an input folder, create them and seed every RNG.
+
+        ``data_seed`` < 0 means the same as ``seed`` (one seed for everything).
+        """
         check_output_folders(run_dir, figure_dir, inputs)
-        ctx = cls(resolve(run_dir), resolve(figure_dir), int(seed), str(device), bool(interactive))
+        ctx = cls(resolve(run_dir), resolve(figure_dir), int(seed), str(device), bool(interactive),
+                  None if int(data_seed) < 0 else int(data_seed))
         if device not in ("cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
             raise ParamsError(f"device must be cpu, cuda, cuda:N or mps, not {device!r}")
         ctx.run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ the first seed's figure folder as ``spread.csv``, its ``summary.md`` is redone w
 folder then replaces ``--out`` (default: the params file's own figure folder, e.g. figures/demo, which
 is therefore seed 0's run), where ``adunet verify`` finds the spread.
 It prints the wall time per seed and the spread of the Table II headline (external adU-Net(all) −
-baseline). The bootstrap CIs in table2 measure case sampling; this measures training noise.
+baseline). The bootstrap CIs in table2 measure case sampling; this measures training noise: the
+cohort, the folds and the bootstrap stay drawn by one ``data_seed`` (the params file's, or its seed),
+and only the training ``seed`` changes. ``--vary-data`` draws them anew per seed as well.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--vary-data", action="store_true",
+                        help="draw the synthetic cohort, folds and bootstrap anew with each seed too")
     parser.add_argument("--scratch", default=None, help="where the seed runs go (default runs/spread)")
     parser.add_argument("--out", default=None, help="figure folder to publish the first seed's figures and spread.csv "
                                                     "in (default: the params file's own, e.g. figures/demo)")
@@ -39,12 +43,16 @@ def main() -> None:
     params = Path(args.params)
     base = yaml.safe_load(params.read_text(encoding="utf-8"))
     scratch = Path(args.scratch or root / "runs" / "spread")
+    common = base.get("common", {})
+    data_seed = common.get("data_seed", -1)
+    data_seed = data_seed if data_seed >= 0 else common.get("seed", 0)
     folders, paths = [], []
     for seed in args.seeds:
         folder = scratch / f"{params.stem}_seed{seed}"
         path = relocated(params, folder)
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         data["common"]["seed"] = seed
+        data["common"]["data_seed"] = seed if args.vary_data else data_seed
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         started = time.perf_counter()
         reproduce(path, stream_output=False, log=lambda _: None)

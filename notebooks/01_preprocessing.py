@@ -33,7 +33,8 @@ run_dir: str = "runs/demo"  # run folder (relative paths are taken from the proj
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
 internal_data: str = "synthetic"  # "synthetic", a PI-CAI folder or a manifest .csv: training + validation
 external_data: str = "synthetic"  # "synthetic", a Prostate158 / PI-CAI folder, a manifest, or "none"
-seed: int = 0  # one seed for every random choice of the run
+seed: int = 0  # seeds training: model weights, batches, augmentation, nnU-Net
+data_seed: int = -1  # draws the synthetic cohort, the folds and the bootstrap (-1: the same as seed)
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
@@ -65,7 +66,7 @@ from adunet_lib.zones import stage as zone_stage
 from adunet_lib.zones.masks import quality_summary
 from adunet_lib.zones.model import ZoneSettings
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, device=device, interactive=interactive,
+ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive,
                         inputs=(internal_data, external_data))
 config = PreprocessConfig(slice_size=slice_size, crop_margin_mm=crop_margin_mm)
 print(ctx.run_dir, config)

@@ -68,7 +68,7 @@ def test_a_crafted_nnunet_properties_pickle_is_refused_and_never_runs(tmp_path):
     evil.write_bytes(pickle.dumps({"spacing": [1.0], "x": Payload(marker)}))
     script = tmp_path / "load.py"
     script.write_text(PROPERTIES_SCRIPT, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script), str(good), str(evil)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(script), str(good), str(evil)], capture_output=True, text=True, encoding="utf-8")
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "[0.5, 0.5, 3.0]"  # nnU-Net's own properties still load
@@ -258,7 +258,7 @@ def test_ctrl_c_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path):
     data["preprocessing"].update(mask_source={"internal": "files", "external": "files"}, synth_without_masks=0)
     params.write_text(yaml.safe_dump(data), encoding="utf-8")
     cmd = [sys.executable, "-m", "adunet_lib.cli", "reproduce", str(params), "--to", "01", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", start_new_session=True)
     run = Path(data["common"]["run_dir"])
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "data").glob("*/synth.json")):
@@ -273,7 +273,7 @@ def test_ctrl_c_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path):
     assert not (run / ".adunet.lock").exists()  # the lock went with the run
     record = json.loads((run / "reproduce.json").read_text(encoding="utf-8"))
     assert record["01_preprocessing"]["status"] == "interrupted"
-    again = subprocess.run(cmd, capture_output=True, text=True)
+    again = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((run / "reproduce.json").read_text(encoding="utf-8"))["01_preprocessing"]["status"] == "ok"
 

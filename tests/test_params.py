@@ -4,7 +4,7 @@ from adunet_lib.errors import ParamsError
 from adunet_lib.runner.params import find_notebooks, load_params, type_ok, validate
 from adunet_lib.runner.reproduce import plan
 
-COMMON_KEYS = {"run_dir", "figure_dir", "internal_data", "external_data", "seed", "device", "interactive"}
+COMMON_KEYS = {"run_dir", "figure_dir", "internal_data", "external_data", "seed", "data_seed", "device", "interactive"}
 
 
 def _write(tmp_path, text):

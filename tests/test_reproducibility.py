@@ -44,3 +44,20 @@ def test_a_rerun_gives_byte_identical_tables_and_verify_tells_a_broken_one(smoke
     out = capsys.readouterr().out
     assert "table2.csv: outside spread — " in out and "(allowed ±0)" in out and "table1.csv: identical" in out
     assert "NOT reproduced" in out
+
+
+def test_data_seed_holds_the_cohort_while_seed_varies_training(tmp_path):
+    """A seed spread must measure training noise alone: with ``data_seed`` fixed, another ``seed`` draws
+    the same synthetic cohort; with ``data_seed: -1`` the seed draws the cohort too (one seed for all)."""
+    from adunet_lib.preprocessing.stage import resolve_datasets
+    from adunet_lib.run_folder import RunContext
+
+    def cohort(name: str, seed: int, data_seed: int) -> dict[str, bytes]:
+        ctx = RunContext.create(tmp_path / name / "run", tmp_path / name / "figures", seed=seed, data_seed=data_seed)
+        assert ctx.data_seed == (seed if data_seed < 0 else data_seed)
+        ds = resolve_datasets(ctx, {"internal": "synthetic"}, {"internal": 2}, show_progress=False)["internal"]
+        return {f"{c.case_id}/{s}": open(c.images[s], "rb").read() for c in ds for s in ("t2w", "adc")}
+
+    reference = cohort("a", seed=0, data_seed=0)
+    assert cohort("b", seed=1, data_seed=0) == reference
+    assert cohort("c", seed=1, data_seed=-1) != reference

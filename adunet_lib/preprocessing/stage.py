@@ -51,7 +51,7 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
             continue
         if source == "synthetic":
             site = EXTERNAL if set_name == EXTERNAL else INTERNAL
-            path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.seed, site=site,
+            path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.data_seed, site=site,
                                      show_progress=show_progress, layout=layouts[set_name],
                                      without_masks=without_masks if set_name == INTERNAL else 0)
             out[set_name] = open_dataset(path, site=f"synthetic-{site}", **options)
@@ -107,7 +107,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             n_folds = max(folds.values(), default=0) + 1
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         elif set_name == INTERNAL:
-            folds = assign_folds([(cid, p.cspca, dataset[cid].patient) for cid, p in pres.items()], n_folds, ctx.seed)
+            folds = assign_folds([(cid, p.cspca, dataset[cid].patient) for cid, p in pres.items()], n_folds, ctx.data_seed)
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         else:
             folds = {cid: -1 for cid in pres}
@@ -127,8 +127,8 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     cases = pd.DataFrame(case_rows)
     internal = cases["set"] == INTERNAL
     cases["anomaly_train"] = internal & cases["case_id"].isin(anomaly_training_cases(cases, anomaly_cohort,
-                                                                                      anomaly_patients, ctx.seed))
-    parts = map_parts(cases, leak_free_maps, ctx.seed)
+                                                                                      anomaly_patients, ctx.data_seed))
+    parts = map_parts(cases, leak_free_maps, ctx.data_seed)
     cases["map_part"] = [parts.get(cid, -1) if inside else -1 for cid, inside in zip(cases["case_id"], internal)]
     slices = pd.concat(slice_frames, ignore_index=True) if slice_frames else pd.DataFrame()
     if len(slices):  # per slice, the case's (set and case id together: ids may repeat across sets)

@@ -172,6 +172,9 @@ def _run(run_dir: Path, selected: list[tuple[Notebook, dict[str, Any]]], log: Ca
                                "seconds": round(time.perf_counter() - t0, 1)}
             write_json(record_path, record)
             if interrupted:
+                # nbclient's cell task is left holding the DeadKernelError; when it is collected, asyncio
+                # would log "Task exception was never retrieved" with a traceback — not news to the user
+                logging.getLogger("asyncio").disabled = True
                 raise Interrupted(f"interrupted in notebook {nb.name}; what finished is kept — rerun the same "
                                   f"command to resume") from None
             raise NotebookFailed(_failure_message(nb, output, exc)) from None

@@ -19,6 +19,7 @@ Rule = tuple[Callable[[Any], bool], str]
 #: file's (``preprocessing`` …); ``*`` covers keys that several notebooks declare alike.
 RULES: dict[tuple[str, str], Rule] = {
     ("*", "seed"): (lambda v: v >= 0, "must be ≥ 0"),
+    ("*", "data_seed"): (lambda v: v >= -1, "must be ≥ 0 (or -1: the same as seed)"),
     ("preprocessing", "slice_size"): (lambda v: v >= 8, "must be at least 8 (pixels per side)"),
     ("preprocessing", "crop_margin_mm"): (lambda v: v >= 0, "must be ≥ 0"),
     ("preprocessing", "n_folds"): (lambda v: v >= 2, "must be at least 2 (fold 0 is the validation split)"),
