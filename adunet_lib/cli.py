@@ -56,6 +56,22 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_unit(args: argparse.Namespace) -> int:
+    from adunet_lib.runner.units import run_unit
+
+    run_unit(args.params, args.stage, models=args.model, shard=args.shard, device=args.device,
+             show_progress=not args.quiet, variants=args.variant, folds=args.fold)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from adunet_lib.runner.submit import submit
+
+    submit(args.params, executor=args.executor, shards=args.shards, gpus=args.gpus, parallel=args.parallel,
+           partition=args.partition, time_min=args.time, cpus=args.cpus, start=args.start)
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from adunet_lib.predict import predict_study
 
@@ -118,6 +134,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="stop", metavar="NN", help="last notebook number (e.g. 04)")
     p.add_argument("--quiet", action="store_true", help="do not stream notebook output")
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("run", help="one unit of the series in its own process: a notebook's model training "
+                                   "(02–04; under torchrun: data-parallel) or a shard of the maps (05)")
+    p.add_argument("params", help="params YAML, e.g. params/paper.yaml")
+    p.add_argument("--stage", required=True, metavar="NN",
+                   help="02, 03 or 04 (train that notebook's models), 05 (maps) or 06 (train nnU-Net folds)")
+    p.add_argument("--model", action="append", help="only this model (repeatable; default: the notebook's models)")
+    p.add_argument("--shard", metavar="K/N", help="maps of every N-th case from the K-th (stage 05)")
+    p.add_argument("--variant", action="append", help="nnU-Net variant (stage 06; repeatable; default: the params file's)")
+    p.add_argument("--fold", action="append", type=int, help="nnU-Net fold (stage 06; repeatable; default: the params file's)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the params file's); under torchrun on "
+                                                   "GPUs each process takes cuda:LOCAL_RANK")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_unit)
+
+    p = sub.add_parser("submit", help="the series as jobs with dependencies through submitit: on SLURM, or as "
+                                      "local processes (pip install -e \".[cluster]\")")
+    p.add_argument("params", help="params YAML, e.g. params/paper.yaml")
+    p.add_argument("--executor", choices=["slurm", "local"], default="slurm")
+    p.add_argument("--from", dest="start", default="01", metavar="NN",
+                   help="01 (default) or 02: notebook 01 has run already, begin with the model training")
+    p.add_argument("--shards", type=int, default=2, help="map shards (stage 05 jobs; default 2)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs per model-training job (torchrun over them when > 1); "
+                                                       "nnU-Net jobs take segmentation.num_gpus (default 0: CPU)")
+    p.add_argument("--parallel", type=int, default=1, help="local executor: jobs at once (default 1)")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--time", type=int, default=24 * 60, help="time limit per job in minutes (default 1440)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs per job")
+    p.set_defaults(func=_submit)
 
     p = sub.add_parser("verify", help="compare a regenerated figures folder with the committed one, table by table, "
                                       "against the committed seed spread; non-zero exit when outside")

@@ -35,6 +35,7 @@ runs/<name>/
   params.json                                   what each notebook was given (adunet reproduce)
   reproduce.json                                status and seconds per notebook
   notebooks/                                    executed copies of the notebooks
+  jobs/<job id>_*                               adunet submit: each job's submission and log (submitit)
   data/<set>/                                   synthetic cohorts, when params say "synthetic"
   cases/<set>/<case>/<volume>.mha               t2w, adc, hbv, lesion, zones, gland on the T2W grid (01)
   preprocessed/<set>/<case>.npz|json            model slices per mode + the way back to T2W (01)
@@ -52,8 +53,10 @@ runs/<name>/
   models/<model>/metrics.csv                    SSIM / PSNR per mode, split, sequence (02-04)
   maps/<model>/<case>_<seq>_anomaly.mha         anomaly maps on the T2W grid (05)
   maps/<model>/mapset.json                      kernel, fingerprint, the checkpoints that made them (05)
+  maps/.<model>.lock                            one process at a time decides if a map set is stale (05, shards)
   nnunet/raw|preprocessed|results/<dataset>/    nnU-Net's own folders: the zone model (01), a variant (06)
   nnunet/records/<dataset>.json                 fingerprint of a variant's inputs and settings (06)
+  nnunet/records/<dataset>.lock                 fold units of a variant take turns exporting and planning (06)
   nnunet/softmax/<variant>/<split>/<case>.npz   nnU-Net's probabilities (06)
   nnunet/settings.json                          segmentation settings, variants, map model (06)
   predictions/<variant>/<split>/<case>_detection_map.mha   PI-CAI detection maps on the T2W grid (06)
@@ -210,6 +213,11 @@ class RunContext:
         return self.run_dir / "reproduce.json"
 
     @property
+    def jobs_dir(self) -> Path:
+        """submitit's job scripts and logs (``adunet submit``)."""
+        return self.run_dir / "jobs"
+
+    @property
     def notebooks_dir(self) -> Path:
         return self.run_dir / "notebooks"
 
@@ -315,6 +323,10 @@ class RunContext:
     def map_record(self, model: str) -> Path:
         return self.map_dir(model) / "mapset.json"
 
+    def map_lock(self, model: str) -> Path:
+        """Beside the map folder (which a stale check may delete): map shards take turns on it."""
+        return self.map_dir(model).parent / f".{model}.lock"
+
     # -- notebook 01: the zone model, when a set's masks are predicted --------------------------
     @property
     def zones_dir(self) -> Path:
@@ -369,6 +381,10 @@ class RunContext:
 
     def nnunet_dataset_record(self, dataset_name: str) -> Path:
         return self.nnunet_dir / "records" / f"{dataset_name}.json"
+
+    def nnunet_dataset_lock(self, dataset_name: str) -> Path:
+        """Fold units of one variant take turns here to export and plan its dataset (06)."""
+        return self.nnunet_dataset_record(dataset_name).with_suffix(".lock")
 
     def nnunet_model_dir(self, dataset_name: str, configuration: str) -> Path:
         """nnU-Net's results folder of one trained configuration (``<trainer>__<plans>__<config>``)."""

@@ -6,6 +6,9 @@ Run whenever a CUDA machine is available and quote its output::
     python benchmarks/gpu_check.py --speed mixed_precision channels_last fused_optimizer
     python benchmarks/gpu_check.py --run runs/paper            # + nnU-Net 3d_fullres on adU-Net(all)
 
+It also runs ``bench_ddp.py`` on CUDA: data-parallel training through nccl on 1 and (where there are
+2 GPUs) 2 processes.
+
 For each registered model at ``params/paper.yaml``'s settings it trains a few iterations (each kind of
 iteration once to warm up, then ``--iterations`` timed, weighted as in ``bench_models.py``) and prints
 seconds per iteration and peak GPU memory (``torch.cuda.max_memory_allocated``), then the same for
@@ -121,6 +124,20 @@ def check_nnunet(run_dir: Path, iterations: int) -> None:
         trainer.on_train_end()
 
 
+def check_ddp() -> None:
+    """Data-parallel training through the nccl backend (``bench_ddp.py`` under torchrun, one process per
+    GPU, up to 2): images/s of the FP-GAN and the DDPM at demo settings."""
+    import subprocess
+
+    gpus = torch.cuda.device_count()
+    nproc = ["1", "2"] if gpus >= 2 else ["1"]
+    print(f"\nDDP (nccl) on {min(gpus, 2)} GPU(s):", flush=True)
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_ddp.py")), "--device", "cuda",
+                           "--models", "fpgan", "ddpm", "--nproc", *nproc], text=True)
+    if done.returncode:
+        print(f"DDP: failed (exit {done.returncode})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", nargs="*", default=["mixed_precision"],
@@ -136,6 +153,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}; "
           f"speed options: {', '.join(args.speed) or 'none'}\n")
     check_models(args.speed, args.iterations)
+    check_ddp()
     if args.run is not None:
         if importlib.util.find_spec("nnunetv2") is None:
             print("nnU-Net: nnunetv2 is not installed; skipped")

@@ -49,6 +49,7 @@ batch_size: int = 6  # 0 → nnU-Net's planned batch size
 mirroring: bool = False  # test-time mirroring (nnU-Net default and paper: True)
 base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
+num_gpus: int = 1  # GPUs per nnU-Net training, data-parallel as nnU-Net's own -num_gpus (needs device: cuda)
 map_normalisation: str = "noNorm"  # nnU-Net normalisation of the map channels: noNorm (maps share one scale), zscore, CT, rescale_to_0_1
 
 # %%
@@ -60,7 +61,8 @@ cases, slices = ctx.tables()
 settings = stage.SegmentationSettings.from_params(
     configuration=configuration, target_spacing=target_spacing, epochs=epochs, iterations_per_epoch=iterations_per_epoch,
     val_iterations_per_epoch=val_iterations_per_epoch, folds=folds, batch_size=batch_size, mirroring=mirroring,
-    base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed, map_normalisation=map_normalisation)
+    base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed, map_normalisation=map_normalisation,
+    num_gpus=num_gpus)
 settings
 
 # %% [markdown]

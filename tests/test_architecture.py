@@ -76,7 +76,8 @@ def test_the_run_folder_holds_what_the_layout_lists_and_nothing_else(smoke_serie
     listed = {e.split(".")[0] for e in entries if not e.startswith(".")}
     assert not any((run / e).exists() for e in entries if e.startswith("."))
     present = {p.name.split(".")[0] for p in run.iterdir()}
-    assert present == listed, (present ^ listed)
+    # jobs/ only where adunet submit ran the series (tests/test_reproducibility.py's rerun)
+    assert present <= listed and listed - present <= {"jobs"}, (present ^ listed)
 
 
 @pytest.mark.slow

@@ -297,6 +297,9 @@ SENSE = [
     ("segmentation", "target_spacing", [3.0, 0.0, 1.0], "segmentation.target_spacing = [3.0, 0.0, 1.0] must be []"),
     ("segmentation", "variants", ["adunet_best"], "segmentation.variants: ['adunet_best']"),
     ("evaluation", "n_bootstrap", 0, "evaluation.n_bootstrap = 0 must be at least 1"),
+    ("segmentation", "num_gpus", 0, "segmentation.num_gpus = 0 must be ≥ 1"),
+    ("segmentation", "num_gpus", 2, "segmentation.num_gpus = 2 needs device: cuda (all visible GPUs), not 'cpu'"),
+    ("common", "data_seed", -2, "common.data_seed = -2 must be ≥ 0 (or -1: the same as seed)"),
 ]
 
 

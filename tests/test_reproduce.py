@@ -25,21 +25,24 @@ preprocessing:
 
 
 @pytest.mark.slow
-def test_notebook_01_runs_headless_and_writes_its_outputs(repo, tmp_path):
-    timings = reproduce(_params(tmp_path), stop="01", root=repo, log=lambda _: None, stream_output=False)
-    assert list(timings) == ["01_preprocessing"]
-    run = tmp_path / "runs" / "tiny"
-    executed = json.loads((run / "notebooks" / "01_preprocessing.ipynb").read_text(encoding="utf-8"))
+def test_notebook_01_runs_headless_and_writes_its_outputs(repo, smoke_series):
+    """What `adunet reproduce --to 01` left of the shared smoke series (its snapshot after notebook 01)."""
+    run, _, timings = smoke_series
+    after = run.parent.parent / "after_01"
+    assert "01_preprocessing" in timings
+    first = after / "runs" / "smoke"
+    executed = json.loads((first / "notebooks" / "01_preprocessing.ipynb").read_text(encoding="utf-8"))
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert injected and "seed = 1" in "".join(injected[0]["source"])
+    assert injected and "synth_internal_cases = 12" in "".join(injected[0]["source"])  # smoke.yaml's, not 24
     for name in ("cases.csv", "slices.csv"):
-        assert (run / "preprocessed" / name).stat().st_size > 0
+        assert (first / "preprocessed" / name).stat().st_size > 0
     for name in ("fig2_preprocessing.png", "viewer_preprocessing.png"):
-        assert (tmp_path / "figures" / "tiny" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (after / "figures" / "smoke" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the committed notebook is untouched: no outputs were written into it
     source = json.loads((repo / "notebooks" / "01_preprocessing.ipynb").read_text(encoding="utf-8"))
     assert all(not c.get("outputs") for c in source["cells"] if c["cell_type"] == "code")
-    assert json.loads((run / "reproduce.json").read_text(encoding="utf-8"))["01_preprocessing"]["status"] == "ok"
+    record = json.loads((first / "reproduce.json").read_text(encoding="utf-8"))
+    assert list(record) == ["01_preprocessing"] and record["01_preprocessing"]["status"] == "ok"
 
 
 @pytest.mark.slow

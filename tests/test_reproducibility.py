@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -13,9 +14,12 @@ from conftest import REPO, series_params
 
 
 @pytest.mark.slow
-def test_a_rerun_gives_byte_identical_tables_and_verify_tells_a_broken_one(smoke_series, tmp_path, capsys):
-    """Notebooks 02–07 run a second time, from notebook 01's outputs, in another folder: model training,
-    maps, nnU-Net training and prediction, bootstrap — every table byte for byte as the shared run's."""
+def test_a_rerun_as_cluster_jobs_gives_byte_identical_tables_and_verify_tells_a_broken_one(smoke_series, tmp_path,
+                                                                                           capsys):
+    """Notebooks 02–07 run a second time, from notebook 01's outputs, in another folder — this time as the
+    jobs `adunet submit --executor local` makes of them (#13): one process per model, two map shards, one
+    nnU-Net unit per variant and fold, two at a time, then the notebooks assemble. Every table comes out
+    byte for byte as the shared run's, which ran the notebooks alone, in turn (#16)."""
     from adunet_lib.runner.reproduce import reproduce
 
     run, figures, _ = smoke_series
@@ -23,7 +27,13 @@ def test_a_rerun_gives_byte_identical_tables_and_verify_tells_a_broken_one(smoke
     shutil.copytree(snapshot / "runs", tmp_path / "runs")
     shutil.copytree(snapshot / "figures", tmp_path / "figures")
     params = series_params(tmp_path)
-    reproduce(params, start="02", root=REPO, log=lambda _: None, stream_output=False)
+    assert main(["submit", str(params), "--executor", "local", "--from", "02", "--parallel", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "started nnunet_adunet_all_fold0" in said and "finished assemble" in said and "all 14 jobs done" in said
+    copy = tmp_path / "runs" / "smoke"
+    assert len(list((copy / "jobs").glob("*_0_log.err"))) == 14  # each job's own log
+    assert all(json.loads((copy / "maps" / m / "mapset.json").read_text(encoding="utf-8"))["complete"] is True
+               for m in ("fpgan", "ddpm"))
     again = tmp_path / "figures" / "smoke"
     written = [t for t in TABLES if (figures / t).is_file()]
     assert {"table1.csv", "table2.csv", "map_quality.csv"} <= set(written)

@@ -2,6 +2,11 @@
 
 Maps and their record (``maps/<model>/mapset.json``: kernel, fingerprint, checkpoints) live where
 the run folder says; a map set is redone when its model, its kernel or the cases change.
+
+``adunet run PARAMS --stage 05 --shard K/N`` makes the maps of every N-th case (from the K-th) in
+a process of its own; shards run side by side into one run folder (each map file is written
+atomically, each case by one shard), and notebook 05 then finds their maps and makes only what is
+missing. Maps are seeded per case, so sharded maps are the single run's, byte for byte.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from adunet_lib.anomaly_models.data import cases_seen
 from adunet_lib.anomaly_models.registry import display_name, get
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.data.image import read_image, write_image
+from adunet_lib.errors import AdunetError
+from adunet_lib.fileio import exclusive
 from adunet_lib.progress import progress
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, SEQUENCE_DISPLAY, SEQUENCES, TEST, VAL
@@ -45,19 +52,42 @@ def map_fingerprint(ctx: RunContext, ckpts: list[str], kernel_size: int) -> str:
                        files=[ctx.run_dir / c for c in ckpts])
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → (K, N), 1 ≤ K ≤ N; a one-line error otherwise."""
+    try:
+        index, count = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise AdunetError(f"--shard {text}: give K/N, e.g. 2/8 (the 2nd of 8 shards)") from None
+    if not 1 <= index <= count:
+        raise AdunetError(f"--shard {text}: K must be between 1 and N")
+    return index, count
+
+
 def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, kernel_size: int,
-                  show_progress: bool = True) -> pd.DataFrame:
-    """Write the three maps of every case for every model (resumable; redone when a model changed)."""
+                  show_progress: bool = True, shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Write the three maps of every case for every model (resumable; redone when a model changed).
+
+    ``shard=(K, N)``: only cases K, K+N, … (1-based) and no final record — notebook 05 (the unsharded
+    call) completes the set and writes it.
+    """
     rows = []
     parts = _parts(cases)
+    if shard is not None:
+        index, count = shard
+        cases = cases.iloc[index - 1::count]
     for model in models:
         folder, record = ctx.map_dir(model), ctx.map_record(model)
         ckpts = map_checkpoints(ctx, model, set(parts.values()) | {None})
         key = map_fingerprint(ctx, ckpts, kernel_size)
-        if folder.is_dir() and not is_current(record, key):
-            shutil.rmtree(folder)  # made by another checkpoint, kernel or cohort: stale
+        with exclusive(ctx.map_lock(model)):
+            if folder.is_dir() and not is_current(record, key):
+                shutil.rmtree(folder)  # made by another checkpoint, kernel or cohort: stale
+            if shard is not None and not is_current(record, key):
+                # the other shards see this key and keep what this one writes
+                write_record(record, key, model=model, complete=False)
         cache: dict = {}
-        for _, row in progress(list(cases.iterrows()), desc=f"maps {model}", unit="case", enabled=show_progress):
+        desc = f"maps {model}" + (f" (shard {shard[0]}/{shard[1]})" if shard else "")
+        for _, row in progress(list(cases.iterrows()), desc=desc, unit="case", enabled=show_progress):
             done = all(ctx.map_file(model, row["case_id"], s).is_file() for s in SEQUENCES)
             if not done:
                 pre = ctx.preprocessed_case(row["set"], row["case_id"])
@@ -65,7 +95,9 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
                 for seq, image in case_maps(pre, healthy, kernel_size).items():
                     write_image(image, ctx.map_file(model, row["case_id"], seq))
             rows.append({"model": model, "set": row["set"], "case_id": row["case_id"], "reused": done})
-        write_record(record, key, model=model, display_name=display_name(model), kernel_size=kernel_size,
+        if shard is not None:
+            continue
+        write_record(record, key, model=model, complete=True, display_name=display_name(model), kernel_size=kernel_size,
                      checkpoints=ckpts, cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
                      leak_free=any(p is not None for p in parts.values()),
                      seen_by_model=cases_seen(cases, get(model).uses_labels))

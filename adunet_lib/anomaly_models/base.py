@@ -34,6 +34,10 @@ class SliceBatch:
     def to(self, device: torch.device | str) -> SliceBatch:
         return SliceBatch(self.images.to(device), self.labels.to(device), self.masks.to(device))
 
+    def rows(self, start: int, step: int) -> SliceBatch:
+        """Rows ``start, start + step, …`` (one process's share of a global batch)."""
+        return SliceBatch(self.images[start::step], self.labels[start::step], self.masks[start::step])
+
 
 @dataclasses.dataclass
 class SpeedOptions:

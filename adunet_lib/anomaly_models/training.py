@@ -9,6 +9,10 @@
 
 A run killed at any point restarts from ``checkpoint.pt`` and — because batch sampling and torch's
 RNG are restored too — ends with exactly the weights of an uninterrupted run with the same seed.
+
+Started by ``torchrun`` with several processes, ``fit`` trains data-parallel (see
+:mod:`.distributed`): the global batch split over the processes, gradients averaged at every
+optimiser step, process 0 alone writing; checkpoints resume with any number of processes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 
 from adunet_lib.anomaly_models.base import ReconstructionModel
 from adunet_lib.anomaly_models.checkpoint import read_checkpoint, save_checkpoint
+from adunet_lib.anomaly_models import distributed
 from adunet_lib.anomaly_models.data import BatchSampler, SliceData, training_slices
 from adunet_lib.anomaly_models.registry import create, get
 from adunet_lib.cache import fingerprint
@@ -82,6 +87,10 @@ def fit(name: str, data: SliceData, out_dir: str | Path, settings: TrainSettings
         (the trained model, loss history).
     """
     out_dir = Path(out_dir)
+    rank, world = distributed.rank_world()
+    distributed.check_batch(settings.batch_size, world, name)
+    if rank:
+        log = _silent
     cls = get(name)
     train = training_slices(data, cls.uses_labels, settings.healthy_from)
     in_channels, image_size = int(train.images.shape[1]), int(train.images.shape[-1])
@@ -115,44 +124,73 @@ def fit(name: str, data: SliceData, out_dir: str | Path, settings: TrainSettings
         log(f"{out_dir.name}: resuming {name} at iteration {model.step}/{settings.iterations}")
         break
 
+    if world > 1:  # one start for all processes; each its own noise from here on
+        distributed.broadcast_state(model)
+        distributed.reseed(settings.seed, model.step, rank)
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out_dir / "tb"), purge_step=model.step or None)
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=model.step or None) if rank == 0 else None
     model.train()
-    done_here = 0
     bar = progress(total=settings.iterations, initial=model.step, desc=f"{name} {out_dir.name}", unit="it",
-                   enabled=show_progress)
+                   enabled=show_progress and rank == 0)
     t0 = time.perf_counter()
     try:
-        while model.step < settings.iterations:
-            losses = model.train_step(sampler.next().to(model.device))
-            model.step += 1
-            done_here += 1
-            bar.update(1)
-            if model.step % settings.log_every == 0 or model.step == settings.iterations:
-                bad = [k for k, v in losses.items() if not np.isfinite(v)]
-                if bad:
-                    raise AdunetError(f"{name} ({out_dir}): loss {', '.join(bad)} is not finite at iteration "
-                                      f"{model.step}; lower the learning rate")
-                history.append({"iteration": model.step, **losses})
-                for k, v in losses.items():
-                    writer.add_scalar(f"loss/{k}", v, model.step)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(losses.items())[:3]})
-            last = model.step == settings.iterations
-            interrupted = stop_after is not None and done_here >= stop_after
-            if (model.step % settings.checkpoint_every == 0 and not last) or (interrupted and not last):
-                _write_history(losses_path, history)
-                save_checkpoint(latest, model, resolved, {"sampler": sampler.get_state()})
-            if interrupted and not last:
-                return model, pd.DataFrame(history)
+        with distributed.averaged_gradients(model.optimizers(), world):
+            stopped = _loop(name, model, sampler, settings, resolved, history, out_dir, writer, bar, stop_after,
+                            rank, world)
     finally:
         bar.close()
-        writer.close()
-    _write_history(losses_path, history)
-    save_checkpoint(final, model, resolved | {"seconds": round(time.perf_counter() - t0, 1)},
-                    {"sampler": sampler.get_state()})
-    latest.unlink(missing_ok=True)
+        if writer is not None:
+            writer.close()
+    if stopped:
+        return model, pd.DataFrame(history)
+    if rank == 0:
+        _write_history(losses_path, history)
+        save_checkpoint(final, model, resolved | {"seconds": round(time.perf_counter() - t0, 1), "processes": world},
+                        {"sampler": sampler.get_state()})
+        latest.unlink(missing_ok=True)
+    distributed.barrier(world)  # model.pt is on disk before any process moves on
     return model, pd.DataFrame(history)
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _loop(name: str, model: ReconstructionModel, sampler: BatchSampler, settings: TrainSettings,
+          resolved: dict[str, Any], history: list[dict[str, Any]], out_dir: Path, writer: Any, bar: Any,
+          stop_after: int | None, rank: int, world: int) -> bool:
+    """The iterations of :func:`fit`; True when stopped early by ``stop_after`` (checkpoint written)."""
+    latest, losses_path = out_dir / "checkpoint.pt", out_dir / "losses.csv"
+    done_here = 0
+    while model.step < settings.iterations:
+        batch = sampler.next()
+        if world > 1:
+            batch = batch.rows(rank, world)
+        losses = model.train_step(batch.to(model.device))
+        model.step += 1
+        done_here += 1
+        bar.update(1)
+        if model.step % settings.log_every == 0 or model.step == settings.iterations:
+            losses = distributed.average_losses(losses, world)
+            bad = [k for k, v in losses.items() if not np.isfinite(v)]
+            if bad:
+                raise AdunetError(f"{name} ({out_dir}): loss {', '.join(bad)} is not finite at iteration "
+                                  f"{model.step}; lower the learning rate")
+            history.append({"iteration": model.step, **losses})
+            if writer is not None:
+                for k, v in losses.items():
+                    writer.add_scalar(f"loss/{k}", v, model.step)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(losses.items())[:3]})
+        last = model.step == settings.iterations
+        interrupted = stop_after is not None and done_here >= stop_after
+        if ((model.step % settings.checkpoint_every == 0 and not last) or (interrupted and not last)) and rank == 0:
+            _write_history(losses_path, history)
+            save_checkpoint(latest, model, resolved, {"sampler": sampler.get_state()})
+        if interrupted and not last:
+            distributed.barrier(world)
+            return True
+    return False
 
 
 def _read_history(path: Path) -> pd.DataFrame:

@@ -182,9 +182,10 @@ def spread_lines(spread: pd.DataFrame) -> list[str]:
     return [f"Over {int(t2['n'].max())} seeds (`spread.csv` holds every table cell), (AUROC + AP)/2:",
             *[line for _, line in sorted(rows)],
             "The bootstrap CIs above measure case sampling (which cases happen to be in the set); this spread "
-            "measures what the seed changes: training noise (initialisation, batches, augmentation) and, where "
-            "the data are synthetic, the phantom cohort the seed draws. A rerun elsewhere should land inside "
-            "it: `adunet verify NEW_FIGURES REFERENCE` checks every cell."]
+            "measures training noise: what the training `seed` changes (initialisation, batches, augmentation, "
+            "nnU-Net), with the cohort, the folds and the bootstrap held by one `data_seed` "
+            "(`benchmarks/seed_spread.py`). A rerun elsewhere should land inside it: "
+            "`adunet verify NEW_FIGURES REFERENCE` checks every cell."]
 
 
 def _spread_section(path: Path) -> list[str]:

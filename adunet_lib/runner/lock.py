@@ -98,3 +98,16 @@ def run_lock(run_dir: str | Path, log: Callable[[str], None] = print) -> Iterato
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def refuse_if_locked(run_dir: str | Path) -> None:
+    """For a unit of the series (``adunet run``), which takes no lock of its own: refuse while an
+    ``adunet reproduce`` holds ``run_dir`` (it would write the same files)."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return
+    if holder and _alive(holder):
+        raise RunLocked(f"{run_dir} is in use by {holder.get('command', 'adunet reproduce')} (process "
+                        f"{holder.get('pid')} since {holder.get('since')}); run units before or after it, not during")

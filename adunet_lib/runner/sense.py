@@ -45,6 +45,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("segmentation", "epochs"): (lambda v: v >= 0, "must be ≥ 0 (0: nnU-Net's 1000)"),
     ("segmentation", "iterations_per_epoch"): (lambda v: v >= 0, "must be ≥ 0 (0: nnU-Net's 250)"),
     ("segmentation", "val_iterations_per_epoch"): (lambda v: v >= 0, "must be ≥ 0 (0: nnU-Net's 50)"),
+    ("segmentation", "num_gpus"): (lambda v: v >= 1, "must be ≥ 1"),
     ("segmentation", "batch_size"): (lambda v: v >= 0, "must be ≥ 0 (0: nnU-Net's planned batch size)"),
     ("segmentation", "base_dataset_id"): (lambda v: 1 <= v <= 995, "must be between 1 and 995 (ids id..id+4 < 1000)"),
     ("segmentation", "target_spacing"): (lambda v: v == [] or (len(v) == 3 and all(s > 0 for s in v)),
@@ -87,7 +88,9 @@ def check_sense(params: Any, notebooks: list[Any], injected: dict[str, dict[str,
                 if not ok:
                     raise ParamsError(f"{_where(params, nb.block, key)} = {values[key]!r} {need}")
     pre = by_block.get("preprocessing", {})
-    _check_device(params, next(iter(effective.values())).get("device", "cpu"))
+    device = next(iter(effective.values())).get("device", "cpu")
+    _check_device(params, device)
+    _check_gpus(params, device, by_block.get("segmentation", {}).get("num_gpus", 1))
     _check_folds(params, pre, by_block.get("segmentation", {}))
     _check_choices(params, by_block)
     for block in ("autoencoders", "diffusion", "fixed_point_gan"):
@@ -117,6 +120,21 @@ def _check_device(params: Any, device: str) -> None:
     problem = device_problem(device)
     if problem:
         raise ParamsError(f"{_where(params, '*', 'device')} = {device!r}: {problem}")
+
+
+def _check_gpus(params: Any, device: str, num_gpus: int) -> None:
+    """nnU-Net's multi-GPU training needs that many CUDA GPUs (and device: cuda, not one cuda:N)."""
+    if num_gpus <= 1:
+        return
+    if device != "cuda":
+        raise ParamsError(f"{_where(params, 'segmentation', 'num_gpus')} = {num_gpus} needs device: cuda "
+                          f"(all visible GPUs), not {device!r}")
+    import torch
+
+    count = torch.cuda.device_count()
+    if num_gpus > count:
+        raise ParamsError(f"{_where(params, 'segmentation', 'num_gpus')} = {num_gpus}: this machine has {count} "
+                          "CUDA GPU(s)")
 
 
 def _check_folds(params: Any, pre: dict[str, Any], seg: dict[str, Any]) -> None:

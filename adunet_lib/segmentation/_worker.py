@@ -74,6 +74,39 @@ def plan(args: dict) -> None:
 
 
 def train(args: dict) -> None:
+    """One fold; with ``num_gpus`` > 1 data-parallel over that many GPUs, the way nnU-Net's own
+    ``nnUNetv2_train -num_gpus`` does it (one spawned process per GPU in an nccl process group; the
+    trainer splits the batch), with this worker's budget, seeding and resume in every process."""
+    gpus = int(args.get("num_gpus", 1) or 1)
+    if gpus <= 1:
+        _train(args, 0, 1)
+        return
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:  # a free port for the process group's rendezvous on this machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(port)
+    mp.spawn(_train_ddp, args=(args, gpus), nprocs=gpus, join=True)
+
+
+def _train_ddp(rank: int, args: dict, world: int) -> None:
+    import torch
+    import torch.distributed as dist
+
+    install()  # a spawned process starts fresh: the allow-list again before nnU-Net loads anything
+    dist.init_process_group("nccl", rank=rank, world_size=world)
+    torch.cuda.set_device(rank)
+    try:
+        _train(dict(args, device="cuda"), rank, world)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(args: dict, rank: int, world: int) -> None:
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.paths import nnUNet_preprocessed
@@ -106,7 +139,7 @@ def train(args: dict) -> None:
         original = trainer.on_epoch_start
 
         def on_epoch_start() -> None:
-            _seed(int(args["seed"]) * 100003 + trainer.current_epoch)
+            _seed(int(args["seed"]) * 100003 + trainer.current_epoch + 1_000_003 * rank)  # each GPU its own batches
             original()
 
         trainer.on_epoch_start = on_epoch_start
@@ -114,7 +147,8 @@ def train(args: dict) -> None:
     probe = make(False)
     out = Path(probe.output_folder)
     if (out / TRAINED).is_file():
-        print(f"{out}: already trained", flush=True)
+        if rank == 0:
+            print(f"{out}: already trained", flush=True)
         return
     latest = out / "checkpoint_latest.pth"
     trainer = probe
@@ -131,7 +165,9 @@ def train(args: dict) -> None:
             latest.unlink()
     reseed_each_epoch(trainer)
     trainer.run_training()
-    write_json(out / TRAINED, {"epochs": trainer.num_epochs, "iterations_per_epoch": trainer.num_iterations_per_epoch})
+    if rank == 0:
+        write_json(out / TRAINED, {"epochs": trainer.num_epochs, "iterations_per_epoch": trainer.num_iterations_per_epoch,
+                                   "num_gpus": world})
 
 
 def predict(args: dict) -> None:

@@ -118,7 +118,7 @@ def training_steps(ctx: RunContext, dataset_id: int, dataset_name: str, settings
         if not (mdir / f"fold_{fold}" / TRAINED).is_file():
             steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
                           "fold": fold, "device": ctx.device, "seed": settings.seed, "batch_size": settings.batch_size,
-                          **settings.budget()})
+                          "num_gpus": int(getattr(settings, "num_gpus", 1)), **settings.budget()})
     return steps
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.errors import AdunetError, ParamsError
-from adunet_lib.fileio import write_json
+from adunet_lib.fileio import exclusive, write_json
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
@@ -38,6 +38,7 @@ class SegmentationSettings:
         batch_size: override the planned batch size (None = nnU-Net's plan).
         mirroring: test-time mirroring (nnU-Net's default: on).
         map_normalisation: nnU-Net channel name (= normalisation) of the anomaly-map channels.
+        num_gpus: GPUs per training, data-parallel as nnU-Net's own ``-num_gpus`` does it (1: one device).
     """
 
     configuration: str = "3d_fullres"
@@ -53,6 +54,7 @@ class SegmentationSettings:
     keep_softmax: bool = False
     seed: int = 0
     map_normalisation: str = MAP_CHANNEL_NAME
+    num_gpus: int = 1
 
     def __post_init__(self) -> None:
         if self.map_normalisation not in MAP_NORMALISATIONS:
@@ -75,13 +77,19 @@ def _fingerprint(ctx: RunContext, spec: Variant, map_model: str, cases: pd.DataF
                  settings: SegmentationSettings) -> str:
     upstream = [recorded(ctx.preprocessing_record).get("fingerprint", "")]
     if spec.maps:
-        maps = recorded(ctx.map_record(map_model)).get("fingerprint")
+        record = recorded(ctx.map_record(map_model))
+        maps = record.get("fingerprint")
         if not maps:
             raise AdunetError(f"{ctx.map_record(map_model)} not found: run notebook 05 for {map_model} first")
+        if record.get("complete") is False:
+            raise AdunetError(f"{ctx.map_record(map_model)}: only map shards ran for {map_model}; run notebook 05 "
+                              "(it makes the missing maps and completes the set) first")
         upstream.append(maps)
     return fingerprint({"variant": spec.name, "map_model": map_model if spec.maps else "",
                         "cases": cases[["case_id", "set", "fold"]].values.tolist(),
-                        "settings": dataclasses.asdict(settings) | {"mirroring": None, "keep_softmax": None}},
+                        # how many GPUs train it is how, not what: a run moved to more GPUs resumes
+                        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "num_gpus"}
+                        | {"mirroring": None, "keep_softmax": None}},
                        upstream=upstream)
 
 
@@ -122,10 +130,11 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
     """All nnU-Net steps for one variant in one child process (each skipped when its outputs exist)."""
     spec = variant(variant_name)
     dataset_id, name = ctx.nnunet_dataset(spec.name, settings.base_dataset_id)
-    _reset_if_changed(ctx, spec, name, _fingerprint(ctx, spec, map_model, cases, settings), log)
     t = time.perf_counter()
-    export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
-    write_splits(ctx, name)
+    with exclusive(ctx.nnunet_dataset_lock(name)):  # fold units of this variant may be planning it
+        _reset_if_changed(ctx, spec, name, _fingerprint(ctx, spec, map_model, cases, settings), log)
+        export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
+        write_splits(ctx, name)
     steps = nnunet.training_steps(ctx, dataset_id, name, settings)
     mdir = ctx.nnunet_model_dir(name, settings.configuration)
     jobs = prediction_jobs(ctx, spec, cases, settings, map_model)
@@ -140,6 +149,37 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
     nnunet.call(ctx, steps, log, settings.num_processes, label=f"nnU-Net {spec.name}")
     write_detections(ctx, spec.name, cases, jobs, settings.keep_softmax)
     return {"seconds": time.perf_counter() - t, "steps": len(steps)}
+
+
+def train_folds(ctx: RunContext, variant_name: str, folds: Sequence[int], cases: pd.DataFrame, map_model: str,
+                settings: SegmentationSettings, log: Callable[[str], None] = print) -> int:
+    """Train some folds of one variant, nothing else: one unit of notebook 06, run as a process of its own
+    (``adunet run PARAMS --stage 06 --variant V --fold K``) next to other such units.
+
+    Export and planning are shared by a variant's folds, so one process at a time does them (under a
+    lock beside the variant's record); the folds then train side by side, each in its own nnU-Net fold
+    folder. Notebook 06 afterwards finds the trained folds (their "done" files) and only predicts.
+    Returns the number of folds trained here.
+    """
+    spec = variant(variant_name)
+    unknown = [f for f in folds if f not in settings.folds]
+    if unknown:
+        raise AdunetError(f"--fold {', '.join(map(str, unknown))}: not among segmentation.folds {list(settings.folds)}")
+    dataset_id, name = ctx.nnunet_dataset(spec.name, settings.base_dataset_id)
+    chosen = dataclasses.replace(settings, folds=tuple(folds))
+    with exclusive(ctx.nnunet_dataset_lock(name)):
+        _reset_if_changed(ctx, spec, name, _fingerprint(ctx, spec, map_model, cases, settings), log)
+        plan = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if s["command"] == "plan"]
+        if plan:
+            export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
+            write_splits(ctx, name)
+            nnunet.call(ctx, plan, log, settings.num_processes, label=f"nnU-Net {spec.name} plan")
+    train = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if s["command"] == "train"]
+    if train:
+        log(f"{spec.name}: nnU-Net train fold(s) {[s['fold'] for s in train]} ({settings.configuration}, "
+            f"budget {settings.budget()})")
+    nnunet.call(ctx, train, log, settings.num_processes, label=f"nnU-Net {spec.name}")
+    return len(train)
 
 
 def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jobs, keep_softmax: bool) -> None:
