@@ -6,6 +6,15 @@ Run on demand (not a test)::
     python benchmarks/bench_fpgan.py --setting all          # + the paper's networks at 64² and 128² (minutes)
     python benchmarks/bench_fpgan.py --quality 120          # + train the demo setting for 2 min on phantoms
     python benchmarks/bench_fpgan.py --setting all --device cuda
+    python benchmarks/bench_fpgan.py --setting paper64 paper128 --channels 3 \
+        --reference ~/Fixed-Point-GAN --speed mixed_precision channels_last   # against the official code
+
+``--reference CHECKOUT`` also times the official Fixed-Point GAN's training iteration (its own
+networks from ``CHECKOUT/model.py``, its solver's algorithm: see ``reference_fpgan.py``) at the same
+size, batch and thread count, in the same run, and prints adunet's throughput as a multiple of it.
+``--speed`` switches adunet's speed options on (``channels_last``, ``mixed_precision``,
+``fused_optimizer``, the FP-GAN's ``critic_gemm``); each row with options is printed next to the plain
+fp32 row.
 
 Training alternates ``n_critic`` critic-only iterations with one that also updates the generator, so
 the seconds per iteration are timed over whole cycles of ``n_critic`` iterations and averaged; the
@@ -22,6 +31,7 @@ against the rest of the gland on lesion slices.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 
@@ -30,7 +40,8 @@ import torch
 from _common import add_torch_options, start
 
 from adunet_lib.anomaly_models import create
-from adunet_lib.anomaly_models.base import SliceBatch
+from adunet_lib.anomaly_models.base import SliceBatch, speed_switches
+from adunet_lib.anomaly_models.fpgan.model import FPGANConfig
 from adunet_lib.anomaly_models.phantoms import phantom_slices
 
 SETTINGS = {
@@ -53,18 +64,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(name: str, channels: int, batch_size: int | None, cycles: int | None, device: str) -> None:
+def bench(name: str, channels: int, batch_size: int | None, cycles: int | None, device: str,
+          speed: tuple[str, ...] = ()) -> float:
+    """Print and return adunet's seconds per training iteration for ``name`` with the ``speed`` options on."""
     setting = SETTINGS[name]
     cycles = cycles or setting["cycles"]
     batch_size = batch_size or setting["batch_size"]
     size = setting["image_size"]
-    model = create("fpgan", channels, size, setting["config"], device=device)
+    model = create("fpgan", channels, size, {**setting["config"], **{option: True for option in speed}}, device=device)
     dev = model.device
     c = model.config
     params = {k: sum(p.numel() for p in v.parameters()) / 1e6 for k, v in model.networks().items()}
+    options = ", ".join(speed) + (f" (bf16: {'on' if model.bf16 else 'not native here, fp32'})"
+                                  if "mixed_precision" in speed else "") if speed else "none (fp32)"
     print(f"\n== {name}: {size}², {channels} channel(s), conv_dim {c.conv_dim}, {c.n_res_blocks} residual blocks, "
           f"{c.d_layers} critic layers, n_critic {c.n_critic}; generator {params['generator']:.2f}M / "
-          f"discriminator {params['discriminator']:.2f}M parameters")
+          f"discriminator {params['discriminator']:.2f}M parameters; speed options: {options}")
 
     model.configure(total_iterations=10**6, epoch_length=100)
     labels = (torch.arange(batch_size) >= batch_size - batch_size // 2).long()
@@ -97,6 +112,24 @@ def bench(name: str, channels: int, batch_size: int | None, cycles: int | None, 
         model.reconstruct(images)
         times.append(time.perf_counter() - start)
     print(f"translation of {SLICES} slices: {sorted(times)[1]:.3f} s")
+    return mean
+
+
+def reference(checkout: str, name: str, channels: int, batch_size: int | None, cycles: int | None,
+              device: str) -> float:
+    """Print and return the official code's seconds per training iteration at ``name``'s size and batch."""
+    from reference_fpgan import ReferenceStep
+
+    setting = SETTINGS[name]
+    if channels != 3 or setting["config"]:
+        sys.exit("--reference compares the paper settings at 3 channels (the official generator takes 3): "
+                 "use --setting paper64/paper128 --channels 3")
+    step = ReferenceStep(checkout, setting["image_size"], batch_size or setting["batch_size"], torch.device(device))
+    g, d = step.parameters_m()
+    seconds = step.seconds_per_iteration(cycles or setting["cycles"])
+    print(f"official Fixed-Point GAN ({checkout}; generator {g:.2f}M / discriminator {d:.2f}M parameters): "
+          f"{seconds:.3f} s/iteration over whole cycles of {step.n_critic}")
+    return seconds
 
 
 def quality(seconds: float, channels: int, batch_size: int | None, seed: int, device: str) -> None:
@@ -138,7 +171,7 @@ def quality(seconds: float, channels: int, batch_size: int | None, seed: int, de
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=[*SETTINGS, "all"], default="demo")
+    parser.add_argument("--setting", nargs="+", choices=[*SETTINGS, "all"], default=["demo"])
     parser.add_argument("--channels", type=int, default=1, help="sequences per slice (1, or 3 for 'all')")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="balanced training batch; default 16 (the paper's) for the paper settings, 8 for the demo")
@@ -147,11 +180,28 @@ def main() -> None:
     parser.add_argument("--quality", type=float, default=0.0, metavar="SECONDS",
                         help="also train the demo setting for about this long on phantoms and report its maps")
     parser.add_argument("--seed", type=int, default=0, help="training seed for --quality")
+    parser.add_argument("--reference", metavar="CHECKOUT", default=None,
+                        help="a checkout of the official Fixed-Point GAN code: time its training iteration too")
+    parser.add_argument("--speed", nargs="*", default=[], choices=speed_switches(FPGANConfig),
+                        help="speed options to switch on (a row without them is printed first)")
     add_torch_options(parser)
     args = parser.parse_args()
     start(args)
-    for name in SETTINGS if args.setting == "all" else [args.setting]:
-        bench(name, args.channels, args.batch_size, args.cycles, args.device)
+    rows = []
+    for name in SETTINGS if "all" in args.setting else args.setting:
+        plain = bench(name, args.channels, args.batch_size, args.cycles, args.device)
+        fast = bench(name, args.channels, args.batch_size, args.cycles, args.device, tuple(args.speed)) if args.speed else None
+        ref = reference(args.reference, name, args.channels, args.batch_size, args.cycles, args.device) \
+            if args.reference else None
+        rows.append((name, plain, fast, ref))
+    if any(ref for *_, ref in rows):
+        print(f"\n{'setting':<10} {'official s/it':>13} {'adunet fp32':>12} {'×official':>9} "
+              f"{'adunet ' + '+'.join(args.speed) if args.speed else '':>34} {'×official' if args.speed else '':>9}")
+        for name, plain, fast, ref in rows:
+            line = f"{name:<10} {ref:>13.3f} {plain:>12.3f} {ref / plain:>8.2f}×"
+            if fast:
+                line += f" {fast:>34.3f} {ref / fast:>8.2f}×"
+            print(line)
     if args.quality > 0:
         quality(args.quality, args.channels, args.batch_size, args.seed, args.device)
 

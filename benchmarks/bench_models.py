@@ -28,7 +28,8 @@ that carries across machines); then the same for translation (``reconstruct``) p
 * The matmul rate is measured again before each row, so a machine whose load changes during the run
   still gives each row the right ratio.
 * ``--speed`` switches the models' speed options on (``channels_last``, ``mixed_precision``,
-  ``fused_optimizer``); with ``mixed_precision`` the bf16 matmul rate is measured too.
+  ``fused_optimizer``, and the FP-GAN's ``critic_gemm``, which reaches the FP-GAN only); with
+  ``mixed_precision`` the bf16 matmul rate is measured too.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ from _common import add_torch_options, start
 from torch.utils.flop_counter import FlopCounterMode
 
 from adunet_lib.anomaly_models import available, create
-from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch, SpeedOptions
+from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch, speed_switches
 from adunet_lib.anomaly_models.registry import get
 from adunet_lib.runner.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKS = ("autoencoders", "diffusion", "fixed_point_gan")
-SPEED_OPTIONS = tuple(f.name for f in SpeedOptions.__dataclass_fields__.values())
+#: every speed switch of a registered model (the shared SpeedOptions and model-specific ones)
+SPEED_OPTIONS = tuple(dict.fromkeys(o for m in available() for o in speed_switches(get(m).Config)))
 #: DDIM steps actually run when timing the DDPM's translation (scaled to its ddim_steps)
 DDIM_PROBE_STEPS = 2
 
@@ -182,7 +184,9 @@ def bench_model(name: str, setting: dict[str, Any], speed: dict[str, bool], devi
     """One row of the table: training and translation cost of ``name`` at ``setting``."""
     torch.manual_seed(0)
     size, channels, batch_size = setting["image_size"], setting["channels"], setting["batch_size"]
-    model = create(name, channels, size, {**setting["config"], **speed}, device=device)
+    own = speed_switches(get(name).Config)  # a model-specific switch reaches that model only
+    model = create(name, channels, size, {**setting["config"], **{k: v for k, v in speed.items() if k in own}},
+                   device=device)
     dev = model.device
     model.configure(total_iterations=10**6, epoch_length=100)
     labels = (torch.arange(batch_size) >= batch_size - batch_size // 2).long()

@@ -64,6 +64,14 @@ class SpeedOptions:
     fused_optimizer: bool = False
 
 
+def speed_switches(config_cls: type) -> tuple[str, ...]:
+    """The speed switches a model's ``Config`` has: :class:`SpeedOptions`' (when it inherits them) and
+    its own, named in its ``model_speed_options`` class attribute (e.g. the FP-GAN's ``critic_gemm``)."""
+    shared = tuple(SpeedOptions.__dataclass_fields__) if isinstance(config_cls, type) and \
+        issubclass(config_cls, SpeedOptions) else ()
+    return shared + tuple(getattr(config_cls, "model_speed_options", ()))
+
+
 def bf16_native(device: torch.device) -> bool:
     """Does ``device`` compute bf16 natively (so that bf16 autocast is a speed-up, not an emulation)?"""
     if device.type == "cuda":

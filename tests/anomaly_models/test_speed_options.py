@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from adunet_lib.anomaly_models import available, create
-from adunet_lib.anomaly_models.base import SliceBatch, SpeedOptions, bf16_native
+from adunet_lib.anomaly_models.base import SliceBatch, SpeedOptions, bf16_native, speed_switches
 from adunet_lib.anomaly_models.registry import get
 
 SIZE = 32
 STEPS = 4
 #: (relative loss tolerance, absolute reconstruction tolerance on [0, 1] intensities)
-TOLERANCE = {"channels_last": (1e-4, 1e-4), "fused_optimizer": (1e-4, 1e-4), "mixed_precision": (0.1, 0.1)}
+TOLERANCE = {"channels_last": (1e-4, 1e-4), "fused_optimizer": (1e-4, 1e-4), "mixed_precision": (0.1, 0.1),
+             "critic_gemm": (1e-4, 1e-4)}
 #: the models with the switches (every built-in one; a plugin model may go without)
 MODELS = [name for name in available() if issubclass(get(name).Config, SpeedOptions)]
 
@@ -59,7 +60,10 @@ def test_every_built_in_model_has_the_switches():
 @pytest.mark.parametrize("name", MODELS)
 def test_each_speed_option_gives_the_plain_results_within_tolerance(name):
     plain_rows, plain_out = _train(name, {})
-    for option, (loss_tol, out_tol) in TOLERANCE.items():
+    options = speed_switches(get(name).Config)
+    assert set(options) <= set(TOLERANCE), f"{name}: a speed switch without a tolerance here"
+    for option in options:
+        loss_tol, out_tol = TOLERANCE[option]
         rows, out = _train(name, {option: True})
         assert out.shape == plain_out.shape and out.dtype == torch.float32 and out.is_contiguous()
         for step, (a, b) in enumerate(zip(plain_rows, rows)):
@@ -88,3 +92,16 @@ def test_channels_last_and_fused_optimizer_are_applied():
     conv = model.net.encoder[1][0].weight  # 8 → 16 channels (1 input channel has no layout)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert model.optimizers()["autoencoder"].defaults["fused"] is True
+
+
+def test_critic_gemm_computes_the_late_critic_layers_as_matrix_multiplies_with_the_same_weights():
+    """The FP-GAN's own switch: same parameters and state dict, same outputs, only the small-output layers switched."""
+    config = get("fpgan").smoke_config()  # 3 critic layers at 32²: outputs 16², 8², 4²
+    plain, gemm = create("fpgan", 1, SIZE, config), create("fpgan", 1, SIZE, {**config, "critic_gemm": True})
+    assert "critic_gemm" in speed_switches(get("fpgan").Config)
+    assert [getattr(m, "gemm", None) for m in gemm.discriminator.main[::2]] == [False, False, True]
+    assert not any(getattr(m, "gemm", False) for m in plain.discriminator.main)
+    gemm.discriminator.load_state_dict(plain.discriminator.state_dict())  # same keys and shapes
+    x = torch.rand(3, 1, SIZE, SIZE) * 2 - 1
+    for a, b in zip(plain.discriminator(x), gemm.discriminator(x)):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)

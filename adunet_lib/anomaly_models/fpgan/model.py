@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,10 @@ class FPGANConfig(SpeedOptions):
             critic averaging its scores over both fakes and the penalty over both real–fake pairs
             (1.9× the critic's cost; with two domains the solver's permuted targets already make about
             half of the fakes own-domain translations).
+        critic_gemm: a speed switch of this model: the critic's convolutions with at most 4×4 output
+            pixels (at the paper's widths the last two: few pixels, up to 33M weights) as one matrix
+            multiply of unfolded patches instead of a direct convolution — the same sums in another
+            order, 1.5–3× faster for those layers on a CPU (:class:`~.torch_model.GemmConv2d`).
         channels_last, mixed_precision, fused_optimizer: speed switches
             (:class:`~adunet_lib.anomaly_models.base.SpeedOptions`).
     """
@@ -67,6 +71,9 @@ class FPGANConfig(SpeedOptions):
     beta2: float = 0.999
     decay_from: float = 0.5
     critic_fakes: int = 1
+    critic_gemm: bool = False
+    #: this model's own speed switches, beside SpeedOptions' (see ``base.speed_switches``)
+    model_speed_options: ClassVar[tuple[str, ...]] = ("critic_gemm",)
 
 
 def _linear_decay(total_iterations: int, decay_from: float):
@@ -142,6 +149,8 @@ class FixedPointGAN(ReconstructionModel):
             raise ValueError(f"fpgan: image_size must be a multiple of {Generator.stride}, got {image_size}")
         self.generator = Generator(in_channels, c.c_dim, c.conv_dim, c.n_res_blocks)
         self.discriminator = Discriminator(in_channels, image_size, c.c_dim, c.conv_dim, c.d_layers)
+        if c.critic_gemm:
+            self.discriminator.use_gemm()
         self._prepare(self.generator, self.discriminator)
         self._opt: dict[str, torch.optim.Optimizer] = {}
         self._sched: dict[str, Any] = {}

@@ -11,7 +11,11 @@ learn, which is what the fixed-point (identity) loss asks for.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+#: ``Discriminator.use_gemm``'s default: convolutions whose output is at most this many pixels a side
+GEMM_MAX_SIDE = 4
 
 
 def _norm(channels: int) -> nn.InstanceNorm2d:
@@ -78,6 +82,31 @@ class Generator(nn.Module):
         return torch.tanh(x + self.main(torch.cat([x, tiled], dim=1)))
 
 
+class GemmConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same state dict) that can compute itself as one matrix multiply.
+
+    With :attr:`gemm` on, the input's patches are unfolded (im2col) and multiplied by the flattened
+    weight: the same sums in another order. For the critic's last layers — few output pixels, many
+    weights (1024 → 2048 channels on 4×4 → 2×2 at the paper's widths and 128²) — forward, backward and
+    the gradient penalty's double backward together take 1.5–3× less time than with oneDNN's direct
+    convolution on a CPU (3.0× in bf16, 1.9× in fp32 for that layer); on large feature maps it is slower.
+    """
+
+    gemm = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.gemm:
+            return super().forward(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        n, _, h, w = x.shape
+        out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (n, C·kh·kw, out_h·out_w)
+        # one 2-D product (n·pixels, C·kh·kw) × (C·kh·kw, out): a batched matmul against the 2-D weight
+        # would, in backward, broadcast the weight to every slice (a copy of n × its size)
+        out = F.linear(cols.transpose(1, 2).reshape(n * out_h * out_w, -1), self.weight.flatten(1), self.bias)
+        return out.reshape(n, out_h * out_w, -1).transpose(1, 2).reshape(n, -1, out_h, out_w)
+
+
 class Discriminator(nn.Module):
     """PatchGAN critic with a real/fake map and domain-classification logits.
 
@@ -107,12 +136,22 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = []
         width_in, width = in_channels, conv_dim
         for _ in range(d_layers):
-            layers += [nn.Conv2d(width_in, width, 4, stride=2, padding=1), nn.LeakyReLU(0.01)]
+            layers += [GemmConv2d(width_in, width, 4, stride=2, padding=1), nn.LeakyReLU(0.01)]
             width_in, width = width, width * 2
         self.main = nn.Sequential(*layers)
         self.real_fake = nn.Conv2d(width_in, 1, 3, padding=1, bias=False)
         self.domain = nn.Conv2d(width_in, c_dim, side, bias=False)
         self.image_size = image_size
+
+    def use_gemm(self, max_side: int = GEMM_MAX_SIDE) -> list[int]:
+        """Compute the stride-2 convolutions whose output is at most ``max_side`` pixels a side as matrix
+        multiplies (:class:`GemmConv2d`); returns those layers' indices (0 = the first)."""
+        chosen = []
+        for k, conv in enumerate(m for m in self.main if isinstance(m, GemmConv2d)):
+            conv.gemm = self.image_size // 2 ** (k + 1) <= max_side
+            if conv.gemm:
+                chosen.append(k)
+        return chosen
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 1, S, S)`` critic scores per patch and ``(B, c_dim)`` domain logits for ``x`` in [-1, 1]."""
