@@ -29,26 +29,20 @@ as well. Written: ``<out>/diffusion_calls.csv`` and ``.png``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from _common import add_torch_options, start
 from bench_models import settings_of
+from bench_speed_quality import SIZE, map_scores
 
-from adunet_lib.anomaly_maps.maps import slice_maps
-from adunet_lib.anomaly_maps.quality import voxel_quality
-from adunet_lib.anomaly_models.metrics import slice_metrics
 from adunet_lib.anomaly_models.phantoms import phantom_slices
 from adunet_lib.anomaly_models.training import TrainSettings, fit
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = 64
-KERNEL = 4
 STEPS = (5, 10, 25, 50, 100, 250, 500)
 LEVELS = (250, 500, 750)
 SCALES = (10.0, 30.0, 100.0, 300.0)
@@ -62,11 +56,7 @@ def score(model, test, level: int, steps: int, scale: float) -> dict:
     begin = time.perf_counter()
     recon = model.reconstruct(torch.from_numpy(test.images)).numpy()
     seconds = time.perf_counter() - begin
-    gland = test.masks[:, 0] > 0
-    maps = slice_maps(test.images.transpose(1, 0, 2, 3), recon.transpose(1, 0, 2, 3), gland, KERNEL)[0]
-    auroc = voxel_quality(maps[gland], test.lesions[:, 0][gland] > 0, threshold=float("inf"))["auroc"]
-    healthy = np.flatnonzero(test.labels == 0)
-    ssim = statistics.mean(slice_metrics(test.images[i, 0], recon[i, 0], test.masks[i, 0])[0] for i in healthy)
+    auroc, ssim = map_scores(test, recon)  # as bench_speed_quality.py scores them
     calls = (3 if scale > 0 else 2) * steps
     return {"noise_level": level, "ddim_steps": steps, "guidance_scale": scale, "calls_per_slice": calls,
             "auroc": auroc, "ssim_healthy": ssim, "seconds_per_slice": seconds / len(test.images)}

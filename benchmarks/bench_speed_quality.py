@@ -51,8 +51,11 @@ FAILED = 0.75  # a map AUROC below this: the model did not learn to remove the p
 
 def evaluate(model, test) -> tuple[float, float]:
     """(voxel AUROC in the gland, mean SSIM of healthy slices in the gland) on the held-out phantoms."""
-    x = torch.from_numpy(test.images)
-    recon = model.reconstruct(x).numpy()
+    return map_scores(test, model.reconstruct(torch.from_numpy(test.images)).numpy())
+
+
+def map_scores(test, recon: np.ndarray) -> tuple[float, float]:
+    """:func:`evaluate` for reconstructions ``recon`` (``(n, 1, S, S)``) of the phantoms ``test``."""
     gland = test.masks[:, 0] > 0
     maps = slice_maps(test.images.transpose(1, 0, 2, 3), recon.transpose(1, 0, 2, 3), gland, KERNEL)[0]
     auroc = voxel_quality(maps[gland], test.lesions[:, 0][gland] > 0, threshold=float("inf"))["auroc"]
