@@ -131,11 +131,20 @@ def average_losses(losses: dict[str, float], world: int) -> dict[str, float]:
     return {k: averaged[k] for k in losses}
 
 
-def finish() -> None:
-    """Leave the process group (before the process exits, as torch asks)."""
+def finish(clean: bool = True) -> None:
+    """Leave the process group (before the process exits, as torch asks).
+
+    ``clean`` (the work ended without an error): every process first waits at a barrier, so that none
+    tears its connections down while another is still using them (teardown races are a known source
+    of a rank aborting with "terminate called without an active exception" after the work is done,
+    which a cluster would report as a failed job). After an error there is no barrier: the other
+    processes may be gone.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if clean and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

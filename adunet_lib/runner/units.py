@@ -98,8 +98,10 @@ def _train(nb: Notebook, values: dict[str, Any], models: list[str] | None, devic
     try:
         trained = stage.train_models(ctx, chosen, slices, values["channels"], values["modes"], settings,
                                      show_progress=show_progress and rank == 0)
-    finally:
-        distributed.finish()
+    except BaseException:
+        distributed.finish(clean=False)
+        raise
+    distributed.finish()
     if rank == 0:
         how = f" on {world} processes" if world > 1 else ""
         log(f"trained {', '.join(chosen)}{how}: {len(trained)} model folder(s) in {ctx.models_dir}")
