@@ -35,7 +35,7 @@ modes: list = ["cropped"]  # gland-cropped and/or full slices
 iterations: int = 120  # DDPM training steps (paper: 400k)
 batch_size: int = 16  # balanced slices per step: the DDPM learns from the healthy half (paper: 10)
 checkpoint_every: int = 40  # steps between resume points
-models: dict = {"ddpm": {"channels": [16, 32, 64, 64], "attention_resolutions": [], "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "classifier_channels": [16, 32, 64, 64], "classifier_attention_resolutions": [], "classifier_num_res_blocks": 1, "lr": 0.001, "classifier_lr": 0.001, "classifier_max_t": 500, "ddim_steps": 5}}  # registered model → hyperparameters (DDPMConfig: channels, noise_level L, guidance_scale s, ddim_steps, …)
+models: dict = {"ddpm": {"channels": [16, 32, 64, 64], "attention_resolutions": [], "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "classifier_channels": [16, 32, 64, 64], "classifier_attention_resolutions": [], "classifier_num_res_blocks": 1, "lr": 0.001, "classifier_lr": 0.001, "classifier_max_t": 500, "noise_level": 250, "ddim_steps": 10}}  # registered model → hyperparameters (DDPMConfig: channels, noise_level L, guidance_scale s, ddim_steps, …)
 
 # %%
 from adunet_lib.anomaly_models import stage

@@ -258,7 +258,10 @@ def test_ctrl_c_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path):
     data["preprocessing"].update(mask_source={"internal": "files", "external": "files"}, synth_without_masks=0)
     params.write_text(yaml.safe_dump(data), encoding="utf-8")
     cmd = [sys.executable, "-m", "adunet_lib.cli", "reproduce", str(params), "--to", "01", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", start_new_session=True)
+    # as from a terminal: SIGINT at its default, even when this suite runs as a background job (whose
+    # children inherit SIGINT ignored, so a Ctrl-C would never reach the run)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run = Path(data["common"]["run_dir"])
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "data").glob("*/synth.json")):

@@ -54,9 +54,40 @@ def test_python3_kernel_exists_in_this_environment():
     assert "python3" in KernelSpecManager().find_kernel_specs()
 
 
-@pytest.mark.parametrize("script", sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py")), ids=lambda p: p.stem)
-def test_benchmark_scripts_start(script):
+BENCHMARKS = sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py"))
+
+# Every benchmark's `--help`, run as its `__main__` in one fresh interpreter (torch is imported once,
+# not once per script): {script name: [exit code, what it printed]}.
+HELP_DRIVER = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for path in sys.argv[1:]:
+    sys.path.insert(0, path.rsplit("/", 1)[0])
+    sys.argv = [path, "--help"]
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            runpy.run_path(path, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    except BaseException:
+        code, _ = 1, out.write(traceback.format_exc())
+    results[path] = [code, out.getvalue()]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def benchmark_help():
+    done = subprocess.run([sys.executable, "-c", HELP_DRIVER, *map(str, BENCHMARKS)], capture_output=True, text=True,
+                          encoding="utf-8", errors="replace")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_scripts_start(script, benchmark_help):
     """Benchmarks run on demand, so nothing else would notice when one stops importing."""
-    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, encoding="utf-8",
-                         errors="replace")
-    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-1000:]
+    code, printed = benchmark_help[str(script)]
+    assert code == 0 and "usage:" in printed, printed[-1000:]
