@@ -59,20 +59,21 @@ BENCHMARKS = sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py"
 # Every benchmark's `--help`, run as its `__main__` in one fresh interpreter (torch is imported once,
 # not once per script): {script name: [exit code, what it printed]}.
 HELP_DRIVER = """
-import contextlib, io, json, runpy, sys, traceback
+import contextlib, io, json, os, runpy, sys, traceback
 results = {}
 for path in sys.argv[1:]:
-    sys.path.insert(0, path.rsplit("/", 1)[0])
+    sys.path.insert(0, os.path.dirname(path))  # as `python benchmarks/x.py`: its folder first on the path
     sys.argv = [path, "--help"]
     out = io.StringIO()
+    code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             runpy.run_path(path, run_name="__main__")
-        code = 0
     except SystemExit as exc:
         code = exc.code or 0
     except BaseException:
-        code, _ = 1, out.write(traceback.format_exc())
+        code = 1
+        out.write(traceback.format_exc())
     results[path] = [code, out.getvalue()]
 print(json.dumps(results))
 """
