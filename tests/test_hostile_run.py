@@ -339,13 +339,13 @@ def test_an_empty_params_file_is_refused(tmp_path, capsys):
 
 
 def test_every_committed_params_file_makes_sense_here_or_names_its_gpu(capsys):
-    """demo and smoke pass the sense checks on any machine; paper.yaml asks for a GPU."""
+    """demo, smoke and bench pass the sense checks on any machine; paper.yaml asks for a GPU."""
     import torch
 
     from adunet_lib.errors import ParamsError
     from adunet_lib.runner.reproduce import plan
 
-    for name in ("demo", "smoke", "bench") if (REPO / "params" / "bench.yaml").is_file() else ("demo", "smoke"):
+    for name in ("demo", "smoke", "bench"):
         plan(REPO / "params" / f"{name}.yaml")
     if torch.cuda.is_available():
         plan(REPO / "params" / "paper.yaml")

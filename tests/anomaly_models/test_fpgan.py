@@ -123,6 +123,29 @@ def test_network_shapes(size, d_layers, channels):
     assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resize_upsampling_has_no_built_in_stripe_pattern(seed):
+    """A flat slice through an untrained generator: the official transposed convolutions give even and
+    odd pixels different kernel taps, so the change comes out with a period-2 pattern; ``resize``
+    (nearest ×2, then 3×3) gives every interior pixel the same change."""
+    flat = torch.full((1, 1, 96, 96), 0.2)
+    target = torch.nn.functional.one_hot(torch.tensor([HEALTHY]), 2)
+    inner = (slice(None), slice(None), slice(32, 64), slice(32, 64))  # beyond the reach of zero padding
+    spread = {}
+    for form in ("transposed", "resize"):
+        torch.manual_seed(seed)
+        generator = Generator(1, c_dim=2, conv_dim=8, n_res_blocks=1, upsampling=form)
+        with torch.no_grad():
+            spread[form] = float(generator(flat, target)[inner].std())
+    assert spread["resize"] < 1e-5
+    assert spread["transposed"] > 1e-3
+
+
+def test_an_unknown_upsampling_is_refused_by_name():
+    with pytest.raises(ValueError, match="upsampling must be one of transposed, resize, got 'bilinear'"):
+        create("fpgan", 1, SIZE, FixedPointGAN.smoke_config() | {"upsampling": "bilinear"})
+
+
 def test_reconstruct_translates_to_the_healthy_domain():
     torch.manual_seed(0)
     model = create("fpgan", 2, SIZE, FixedPointGAN.smoke_config())

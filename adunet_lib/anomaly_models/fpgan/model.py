@@ -48,6 +48,11 @@ class FPGANConfig(SpeedOptions):
             critic averaging its scores over both fakes and the penalty over both real–fake pairs
             (1.9× the critic's cost; with two domains the solver's permuted targets already make about
             half of the fakes own-domain translations).
+        upsampling: the generator's two upsampling layers: ``"transposed"`` (default: StarGAN's and the
+            official code's 4×4 stride-2 transposed convolutions) or ``"resize"`` (nearest ×2, then
+            3×3; beyond the paper): a transposed convolution gives even and odd pixels different
+            kernel taps and can leave a period-2 stripe pattern where the generator changes the most
+            (:class:`~.torch_model.Generator`).
         critic_gemm: a speed switch of this model: the critic's convolutions with at most 4×4 output
             pixels (at the paper's widths the last two: few pixels, up to 33M weights) as one matrix
             multiply of unfolded patches instead of a direct convolution — the same sums in another
@@ -71,6 +76,7 @@ class FPGANConfig(SpeedOptions):
     beta2: float = 0.999
     decay_from: float = 0.5
     critic_fakes: int = 1
+    upsampling: str = "transposed"
     critic_gemm: bool = False
     #: this model's own speed switches, beside SpeedOptions' (see ``base.speed_switches``)
     model_speed_options: ClassVar[tuple[str, ...]] = ("critic_gemm",)
@@ -147,7 +153,7 @@ class FixedPointGAN(ReconstructionModel):
                              f"got {c.critic_fakes}")
         if image_size % Generator.stride:
             raise ValueError(f"fpgan: image_size must be a multiple of {Generator.stride}, got {image_size}")
-        self.generator = Generator(in_channels, c.c_dim, c.conv_dim, c.n_res_blocks)
+        self.generator = Generator(in_channels, c.c_dim, c.conv_dim, c.n_res_blocks, c.upsampling)
         self.discriminator = Discriminator(in_channels, image_size, c.c_dim, c.conv_dim, c.d_layers)
         if c.critic_gemm:
             self.discriminator.use_gemm()

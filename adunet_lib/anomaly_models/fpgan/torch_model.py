@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: the generator's upsampling forms (``Generator``'s ``upsampling``); the first is the official code's
+UPSAMPLING = ("transposed", "resize")
+
 #: ``Discriminator.use_gemm``'s default: convolutions whose output is at most this many pixels a side
 GEMM_MAX_SIDE = 4
 
@@ -46,6 +49,12 @@ class Generator(nn.Module):
         c_dim: number of domains (2: healthy, lesion); the one-hot target is tiled as input channels.
         conv_dim: width of the first convolution (doubled by each downsampling).
         n_res_blocks: residual blocks at 1/4 resolution.
+        upsampling: ``"transposed"`` (StarGAN's and the official code's 4×4 stride-2 transposed
+            convolutions) or ``"resize"``: nearest-neighbour ×2 then a 3×3 convolution (Odena et al.
+            2016, "Deconvolution and checkerboard artifacts"). A stride-2 transposed convolution sums
+            a different subset of its kernel into even and odd output pixels, so even a flat input
+            comes out with a period-2 pattern, which training has to unlearn; the resize form treats
+            every output pixel alike.
 
     Example:
         >>> g = Generator(in_channels=1, c_dim=2, conv_dim=8, n_res_blocks=1)
@@ -56,8 +65,11 @@ class Generator(nn.Module):
     #: total downsampling factor; image sides must be a multiple of it
     stride = 4
 
-    def __init__(self, in_channels: int, c_dim: int = 2, conv_dim: int = 64, n_res_blocks: int = 6):
+    def __init__(self, in_channels: int, c_dim: int = 2, conv_dim: int = 64, n_res_blocks: int = 6,
+                 upsampling: str = "transposed"):
         super().__init__()
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLING)}, got {upsampling!r}")
         layers: list[nn.Module] = [nn.Conv2d(in_channels + c_dim, conv_dim, 7, padding=3, bias=False),
                                    _norm(conv_dim), nn.ReLU(inplace=True)]
         width = conv_dim
@@ -67,8 +79,12 @@ class Generator(nn.Module):
             width *= 2
         layers += [ResidualBlock(width) for _ in range(n_res_blocks)]
         for _ in range(2):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1, bias=False), _norm(width // 2),
-                       nn.ReLU(inplace=True)]
+            if upsampling == "transposed":
+                up: list[nn.Module] = [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1, bias=False)]
+            else:
+                up = [nn.Upsample(scale_factor=2, mode="nearest"),
+                      nn.Conv2d(width, width // 2, 3, padding=1, bias=False)]
+            layers += [*up, _norm(width // 2), nn.ReLU(inplace=True)]
             width //= 2
         layers.append(nn.Conv2d(width, in_channels, 7, padding=3, bias=False))
         self.main = nn.Sequential(*layers)
