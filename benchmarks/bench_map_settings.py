@@ -57,9 +57,6 @@ from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
-#: the notebook (in RUN/params.json) whose block names each model
-NOTEBOOK_OF = {"dense_ae": "02_autoencoders", "spatial_ae": "02_autoencoders", "ddpm": "03_diffusion",
-               "fpgan": "04_fixed_point_gan"}
 TARGET = 0.85  # #15: map AUROC in the gland on ADC and DWI
 
 
@@ -74,8 +71,10 @@ def parse_value(text: str) -> Any:
 def run_settings(run: Path, model: str) -> dict[str, Any]:
     """The model's hyperparameters, budget, channels and the map kernel, as the run used them."""
     params = json.loads((run / "params.json").read_text(encoding="utf-8"))
-    notebook = NOTEBOOK_OF.get(model) or next(k for k, v in params.items() if model in (v.get("models") or {}))
-    block = params[notebook]
+    blocks = [b for b in params.values() if model in (b.get("models") or {})]
+    if not blocks:
+        raise SystemExit(f"{run}: the run trained no model {model!r}")
+    block = blocks[0]
     if block.get("channels") != "all":
         raise SystemExit(f"{run}: {model} was trained per sequence; this benchmark compares 3-channel models only")
     return {"config": dict(block["models"][model] or {}), "iterations": int(block["iterations"]),
@@ -134,8 +133,8 @@ def draw(path: Path, data: SliceData, recons: dict[tuple[int, str], np.ndarray],
     gland = data.masks[:, 0] > 0
     maps = {k: slice_maps(data.images.transpose(1, 0, 2, 3), r.transpose(1, 0, 2, 3), gland, kernel)
             for k, r in recons.items()}
-    seeds = sorted({seed for seed, _ in recons}, key=[seed for seed, _ in recons].index)
-    labels = sorted({label for _, label in recons}, key=[label for _, label in recons].index)
+    seeds = list(dict.fromkeys(seed for seed, _ in recons))  # in the order drawn
+    labels = list(dict.fromkeys(label for _, label in recons))
     cols = 1 + 2 * len(labels)
     rows = [(seed, i, c, seq) for seed in seeds for i in shown for c, seq in enumerate(SEQUENCES)]
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.8 * cols, 1.9 * len(rows)), squeeze=False)
