@@ -5,11 +5,13 @@ Run on demand (not a test), on a run folder whose notebook 01 has finished::
     python benchmarks/bench_map_settings.py --run runs/demo --model fpgan --seeds 0 1 2 3 4
     python benchmarks/bench_map_settings.py --run runs/demo --model fpgan --set upsampling=resize \\
         --seeds 0 1 2 3 4 --figure /tmp/fpgan_upsampling.png
+    python benchmarks/bench_map_settings.py --run runs/demo --model fpgan --channels per_sequence
 
 The model is trained with ``fit`` — the notebooks' training loop — on the run's own training slices
 (the anomaly cohort of ``slices.csv``, cropped mode), with the run's own hyperparameters and budget
-(``RUN/params.json``), once per seed; with ``--set KEY=VALUE …`` it is trained a second time per seed
-with those hyperparameters changed. Each model then translates the run's cropped external test and
+(``RUN/params.json``: one 3-channel model or one per sequence, as the run's ``channels``), once per
+seed; with ``--set KEY=VALUE …`` and/or ``--channels`` it is trained a second time per seed with those
+hyperparameters changed, or per sequence instead of 3-channel (or the other way round). Each model then translates the run's cropped external test and
 internal validation slices, and the benchmark prints, per sequence:
 
 * **AUROC** of the anomaly map Φ(|x − G(x)|) (the run's blur kernel) inside the gland against the lesion
@@ -27,6 +29,15 @@ internal validation slices, and the benchmark prints, per sequence:
   the anterior rim is treated like the others.
 * **ADC AUROC without the rim**: the ADC map's AUROC when the change on the gland's rim (its pixels
   with a neighbour outside) is set to 0 before Φ — whether the rims are what hides the lesions.
+
+Before the seeds, what a domain classifier could use besides the lesion: for the training slices, per
+sequence, the mean of the healthy gland voxels in lesion slices and in healthy slices, and how well that
+mean alone tells the two apart (AUROC, 0.5 = not at all). Intensities are normalised per case (the run's
+``intensity_reference``); with the gland's percentiles a lesion sets the case's scale.
+
+Then one reference row per set: **the image itself** as the map (1 − x on T2W and ADC,
+where csPCa is dark; x on DWI, where it is bright), inside the gland. A map that does not beat it tells
+nnU-Net nothing that the image channel does not already hold.
 
 Then, per setting, mean ± standard deviation and the range over the seeds, and how many seeds reach
 AUROC ≥ 0.85 on ADC and DWI. ``--figure`` draws, for the seeds of ``--figure-seeds`` (the first two by
@@ -48,13 +59,17 @@ import numpy as np
 import torch
 from _common import add_torch_options, start
 
+from sklearn.metrics import roc_auc_score
+
 from adunet_lib.anomaly_maps.maps import slice_maps
 from adunet_lib.anomaly_maps.quality import voxel_quality
-from adunet_lib.anomaly_models.data import SliceData, cohort_slices, load_slices
+from adunet_lib.anomaly_models.data import SliceData, channels_of, cohort_slices, load_slices
 from adunet_lib.anomaly_models.metrics import slice_metrics
 from adunet_lib.anomaly_models.registry import get
+from adunet_lib.anomaly_models.stage import model_sequences
 from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.run_folder import RunContext
+from adunet_lib.runner.params import load_params
 from adunet_lib.vocabulary import CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
 TARGET = 0.85  # #15: map AUROC in the gland on ADC and DWI
@@ -68,17 +83,24 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def run_settings(run: Path, model: str) -> dict[str, Any]:
-    """The model's hyperparameters, budget, channels and the map kernel, as the run used them."""
-    params = json.loads((run / "params.json").read_text(encoding="utf-8"))
-    blocks = [b for b in params.values() if model in (b.get("models") or {})]
-    if not blocks:
-        raise SystemExit(f"{run}: the run trained no model {model!r}")
-    block = blocks[0]
-    if block.get("channels") != "all":
-        raise SystemExit(f"{run}: {model} was trained per sequence; this benchmark compares 3-channel models only")
-    return {"config": dict(block["models"][model] or {}), "iterations": int(block["iterations"]),
-            "batch_size": int(block["batch_size"]), "kernel": int(params["05_anomaly_maps"]["blur_kernel"])}
+def run_settings(run: Path, model: str, params_file: Path | None = None) -> dict[str, Any]:
+    """The model's hyperparameters, budget, channels and the map kernel: as the run used them
+    (``RUN/params.json``), or as ``params_file`` sets them (for a run made with ``--to 01``)."""
+    if params_file is not None:
+        blocks = load_params(params_file).blocks  # keyed by block (fixed_point_gan …)
+    else:
+        blocks = json.loads((run / "params.json").read_text(encoding="utf-8"))  # keyed by notebook (04_… )
+    found = [b for b in blocks.values() if model in (b.get("models") or {})]
+    if not found:
+        raise SystemExit(f"{params_file or run}: the run trained no model {model!r} "
+                         "(for a run made with --to 01, give --params with its params file)")
+    block = found[0]
+    maps = next((b for name, b in blocks.items() if name.endswith("anomaly_maps") and "blur_kernel" in b), None)
+    if maps is None:
+        raise SystemExit(f"{params_file or run}: no anomaly_maps.blur_kernel")
+    return {"config": dict(block["models"][model] or {}), "channels": block.get("channels", "all"),
+            "iterations": int(block["iterations"]), "batch_size": int(block["batch_size"]),
+            "kernel": int(maps["blur_kernel"])}
 
 
 def scores(data: SliceData, recon: np.ndarray, kernel: int) -> dict[str, float]:
@@ -108,6 +130,38 @@ def scores(data: SliceData, recon: np.ndarray, kernel: int) -> dict[str, float]:
     return out
 
 
+#: The direction in which csPCa departs from healthy tissue, per sequence (PI-RADS v2.1: low T2W
+#: signal, low ADC, high signal at high b-value).
+LESION_SIGN = {"t2w": -1.0, "adc": -1.0, "hbv": 1.0}
+
+
+def healthy_level(data: SliceData) -> dict[str, tuple[float, float, float]]:
+    """Per sequence: mean healthy-gland intensity in lesion slices, in healthy slices, and the AUROC of
+    that per-slice mean for the slice label (folded to ≥ 0.5: either direction is a shortcut)."""
+    gland = data.masks[:, 0] > 0
+    healthy = gland & ~(data.lesions[:, 0] > 0)
+    rows = np.flatnonzero((data.labels >= 0) & healthy.reshape(len(data), -1).any(1))
+    out = {}
+    for c, seq in enumerate(SEQUENCES):
+        level = np.array([data.images[i, c][healthy[i]].mean() for i in rows])
+        lesion = data.labels[rows] == 1
+        auroc = float(roc_auc_score(lesion, level))
+        out[seq] = (float(level[lesion].mean()), float(level[~lesion].mean()), max(auroc, 1 - auroc))
+    return out
+
+
+def image_reference(data: SliceData) -> dict[str, float]:
+    """Per sequence: the AUROC and AUPRC ÷ prevalence in the gland of the image itself as the map."""
+    gland = data.masks[:, 0] > 0
+    lesion = data.lesions[:, 0][gland] > 0
+    out = {}
+    for c, seq in enumerate(SEQUENCES):
+        values = data.images[:, c][gland] if LESION_SIGN[seq] > 0 else 1.0 - data.images[:, c][gland]
+        quality = voxel_quality(values, lesion, threshold=float("inf"))
+        out |= {f"{seq} auroc": quality["auroc"], f"{seq} ap×": quality["auprc"] / lesion.mean()}
+    return out
+
+
 def rim_masks(region: np.ndarray) -> dict[str, np.ndarray]:
     """The pixels of ``region`` (``(n, S, S)``) whose neighbour on each side lies outside it."""
     outside = np.pad(~region, ((0, 0), (1, 1), (1, 1)), constant_values=True)
@@ -115,10 +169,27 @@ def rim_masks(region: np.ndarray) -> dict[str, np.ndarray]:
             "left": region & outside[:, 1:-1, :-2], "right": region & outside[:, 1:-1, 2:]}
 
 
-def reconstruct(model, data: SliceData, batch: int = 64) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate([model.reconstruct(torch.from_numpy(data.images[i:i + batch])).numpy()
-                               for i in range(0, len(data), batch)])
+def reconstruct(models: dict[str, Any], data: SliceData, batch: int = 64) -> np.ndarray:
+    """G(x) of every channel: one 3-channel model (``{"all": model}``) or one model per sequence."""
+    out = []
+    for sequence, model in models.items():
+        images = data.images[:, channels_of(sequence)]
+        with torch.no_grad():
+            out.append(np.concatenate([model.reconstruct(torch.from_numpy(images[i:i + batch])).numpy()
+                                       for i in range(0, len(data), batch)]))
+    return np.concatenate(out, axis=1)
+
+
+def train_models(name: str, ctx: RunContext, table, config: dict[str, Any], channels: str, settings: TrainSettings,
+                 device: str) -> dict[str, Any]:
+    """One 3-channel model (``channels="all"``) or one per sequence (``"per_sequence"``), keyed by sequence."""
+    models = {}
+    for sequence in model_sequences(channels):
+        train = load_slices(ctx, table, sequence, CROPPED, splits=[TRAIN], sets=[INTERNAL])
+        with tempfile.TemporaryDirectory() as out:
+            models[sequence], _ = fit(name, train, out, settings, config, device=device, show_progress=False,
+                                      log=lambda _: None)
+    return models
 
 
 def draw(path: Path, data: SliceData, recons: dict[tuple[int, str], np.ndarray], kernel: int, n_slices: int = 2) -> None:
@@ -159,8 +230,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="a run folder whose notebook 01 has finished")
     parser.add_argument("--model", default="fpgan")
+    parser.add_argument("--params", type=Path, default=None,
+                        help="the params file whose model settings to use (default: the run's own params.json)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="hyperparameters of a second setting, compared with the run's own")
+    parser.add_argument("--channels", choices=["all", "per_sequence"], default=None,
+                        help="the second setting: one 3-channel model or one per sequence (the paper)")
     parser.add_argument("--iterations", type=int, default=None, help="budget (default: the run's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--figure", type=Path, default=None)
@@ -175,35 +250,42 @@ def main() -> None:
     if bad:
         parser.error(f"--set {bad[0]}: expected KEY=VALUE")
     start(args)
-    own = run_settings(args.run, args.model)
+    own = run_settings(args.run, args.model, args.params)
     iterations = args.iterations or own["iterations"]
-    settings = {"run's own": own["config"]}
-    if args.set:
+    settings = {"run's own": (own["config"], own["channels"])}
+    if args.set or args.channels:
         changed = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-        settings[", ".join(f"{k}={v}" for k, v in changed.items())] = own["config"] | changed
+        label = [f"{k}={v}" for k, v in changed.items()] + ([f"channels {args.channels}"] if args.channels else [])
+        settings[", ".join(label)] = (own["config"] | changed, args.channels or own["channels"])
 
     _, slices = ctx.tables()
     cls = get(args.model)
-    train = load_slices(ctx, cohort_slices(slices, cls.uses_labels), "all", CROPPED, splits=[TRAIN], sets=[INTERNAL])
+    table = cohort_slices(slices, cls.uses_labels)
+    train = load_slices(ctx, table, "all", CROPPED, splits=[TRAIN], sets=[INTERNAL])
     sets = {"external": load_slices(ctx, slices, "all", CROPPED, splits=[TEST], sets=[EXTERNAL]),
             "validation": load_slices(ctx, slices, "all", CROPPED, splits=[VAL], sets=[INTERNAL])}
     print(f"{args.model} on {args.run}: {len(train)} training slices, {iterations} iterations × batch "
           f"{own['batch_size']}, kernel {own['kernel']}; scored on {len(sets['external'])} external and "
           f"{len(sets['validation'])} validation slices; seeds {args.seeds}")
+    print("healthy gland level in training slices (lesion slices / healthy slices, AUROC for the slice label): "
+          + "; ".join(f"{seq} {a:.3f} / {b:.3f}, {u:.2f}" for seq, (a, b, u) in healthy_level(train).items()))
     print(f"\n{'setting':<28} {'seed':>4} {'set':<10} " + " ".join(
         f"{s + ' ' + m:>12}" for s in SEQUENCES for m in ("auroc", "ap×")) + f" {'adc −rim':>8} {'ssim':>6} {'stripes':>8} {'band':>5} {'s':>5}",
         flush=True)
+    for name, data in sets.items():
+        s = image_reference(data)
+        print(f"{'image itself (no model)':<28} {'':>4} {name:<10} " + " ".join(
+            f"{s[f'{q} auroc']:>12.3f} {s[f'{q} ap×']:>12.1f}" for q in SEQUENCES), flush=True)
     results: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in settings}
     drawn = args.figure_seeds or args.seeds[:2]
     figure_recons: dict[tuple[int, str], np.ndarray] = {}
     for seed in args.seeds:
-        for label, config in settings.items():
-            with tempfile.TemporaryDirectory() as out:
-                begin = time.perf_counter()
-                model, _ = fit(args.model, train, out, TrainSettings(iterations=iterations, batch_size=own["batch_size"],
-                                                                     checkpoint_every=10**9, seed=seed),
-                               config, device=args.device, show_progress=False, log=lambda _: None)
-                seconds = time.perf_counter() - begin
+        for label, (config, channels) in settings.items():
+            begin = time.perf_counter()
+            model = train_models(args.model, ctx, table, config, channels,
+                                 TrainSettings(iterations=iterations, batch_size=own["batch_size"],
+                                               checkpoint_every=10**9, seed=seed), args.device)
+            seconds = time.perf_counter() - begin
             per_set = {}
             for name, data in sets.items():
                 recon = reconstruct(model, data)

@@ -17,8 +17,9 @@
 # From bpMRI studies (T2W, ADC, high-b DWI "hbv") to the 2D slices the anomaly models learn from —
 # the paper's Fig. 2: ADC/hbv are brought onto the T2W grid, a square box around the prostate
 # (from the PZ/TZ masks) is cropped, the background outside the gland is masked, and each sequence
-# is normalised to [0, 1]. Every slice keeps its T2W slice index so anomaly maps can be put back
-# into the original T2W domain later (notebook 05).
+# is normalised to [0, 1] (`intensity_reference`: the field of view's 0.5/99.5 percentiles, which a
+# lesion cannot set, or the gland's; the paper does not say). Every slice keeps its T2W slice index so
+# anomaly maps can be put back into the original T2W domain later (notebook 05).
 #
 # With `internal_data: synthetic` this notebook first writes a phantom cohort in the PI-CAI layout
 # (`adunet synth`), which then goes through exactly the same reader as real data.
@@ -42,6 +43,7 @@ synth_internal_cases: int = 24  # synthetic internal cohort size (used when inte
 synth_external_cases: int = 12  # synthetic external cohort size
 slice_size: int = 64  # in-plane size of the model slices (paper: 128)
 crop_margin_mm: float = 8.0  # margin around the gland bounding box
+intensity_reference: str = "field_of_view"  # cropped slices map the 0.5/99.5 percentiles of the "field_of_view" or of the "gland" to 0 and 1 (the paper is silent)
 n_folds: int = 3  # cross-validation folds of the internal set, by patient, stratified by csPCa; fold 0 → the validation split
 splits: str = ""  # published folds instead: a JSON in nnU-Net's splits_final.json format ("" → make folds)
 lesion_sources: list = ["human_expert/resampled", "human_expert/Pooch25", "AI/Bosma22a"]  # picai_labels lesion masks, first found wins
@@ -68,7 +70,7 @@ from adunet_lib.zones.model import ZoneSettings
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive,
                         inputs=(internal_data, external_data))
-config = PreprocessConfig(slice_size=slice_size, crop_margin_mm=crop_margin_mm)
+config = PreprocessConfig(slice_size=slice_size, crop_margin_mm=crop_margin_mm, intensity_reference=intensity_reference)
 print(ctx.run_dir, config)
 
 # %% [markdown]

@@ -287,6 +287,8 @@ SENSE = [
     ("preprocessing", "slice_size", 0, "preprocessing.slice_size = 0 must be at least 8"),
     ("preprocessing", "slice_size", 42, "autoencoders.models.dense_ae: image_size 42 must be divisible by 4"),
     ("preprocessing", "crop_margin_mm", -2.0, "preprocessing.crop_margin_mm = -2.0 must be ≥ 0"),
+    ("preprocessing", "intensity_reference", "body",
+     "preprocessing.intensity_reference = 'body' must be 'gland' or 'field_of_view'"),
     ("preprocessing", "n_folds", 1, "preprocessing.n_folds = 1 must be at least 2"),
     ("preprocessing", "n_folds", 13, "preprocessing.n_folds = 13 is more than the 12 synthetic internal cases"),
     ("preprocessing", "leak_free_maps", 1, "preprocessing.leak_free_maps = 1 must be 0 (off) or at least 2"),

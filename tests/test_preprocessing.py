@@ -1,13 +1,16 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_image
+from scipy.ndimage import binary_dilation
 
 from adunet_lib.data import load_case, open_dataset, read_picai
-from adunet_lib.errors import CaseError
+from adunet_lib.errors import AdunetError, CaseError
 from adunet_lib.preprocessing.geometry import CropBox, crop, gland_box, resample_to, slice_grid, uncrop
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_dataset, slice_table)
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_case,
+                                               preprocess_dataset, slice_table)
 
 
 def test_crop_then_uncrop_gives_back_the_original_grid_and_voxels():
@@ -120,6 +123,37 @@ def test_a_changed_source_file_redoes_that_case_only(synth_internal, tmp_path):
     preprocess_dataset(open_dataset(data).cases, out, PreprocessConfig(slice_size=32), show_progress=False)
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
     assert [n for n in after if after[n] != before[n]] == [f"{case.case_id}.npz"]
+
+
+@pytest.mark.parametrize("reference, moves", [("gland", True), ("field_of_view", False)])
+def test_whether_a_brighter_lesion_changes_how_the_healthy_gland_looks(synth_internal, reference, moves):
+    """#15: with gland percentiles a bright DWI lesion sets the 99.5th percentile and darkens the case's
+    healthy tissue (the FP-GAN's classifier could tell lesion slices by that alone); over the field of
+    view a lesion is too small a share to set the scale."""
+    ds = open_dataset(synth_internal)
+    loaded = load_case(next(c for c in ds.cases if c.lesion is not None and c.gland is not None))
+    hbv = loaded.images["hbv"]
+    on_hbv = resample_to(loaded.lesion, hbv.geometry, "nearest").array > 0
+    assert on_hbv.any()
+    brighter = dataclasses.replace(loaded, images=loaded.images | {
+        "hbv": hbv.with_array(np.where(on_hbv, hbv.array * 3, hbv.array).astype(np.float32))})
+    config = PreprocessConfig(slice_size=32, intensity_reference=reference)
+    stacks = [preprocess_case(case, config, modes=("cropped",)).stack("cropped") for case in (loaded, brighter)]
+    healthy = (stacks[0].gland > 0) & (stacks[0].lesion == 0)
+    # away from the lesion, so that the resampled lesion's own voxels do not count
+    healthy &= ~binary_dilation(stacks[0].lesion > 0, iterations=3)
+    before, after = (st.sequence("hbv")[healthy].mean() for st in stacks)
+    if moves:
+        assert after < 0.8 * before
+    else:
+        assert after == pytest.approx(before, rel=0.02)
+    # the other sequences are untouched either way
+    np.testing.assert_array_equal(stacks[0].sequence("adc"), stacks[1].sequence("adc"))
+
+
+def test_an_unknown_intensity_reference_is_refused_by_name():
+    with pytest.raises(AdunetError, match="intensity_reference must be one of gland, field_of_view, not 'body'"):
+        PreprocessConfig(intensity_reference="body")
 
 
 def test_folds_are_stratified_balanced_and_deterministic():

@@ -18,6 +18,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 import numpy as np
@@ -43,7 +44,13 @@ class PreprocessConfig:
         slice_size: in-plane size of model slices (the paper: 128; the demo: 64).
         crop_margin_mm: margin around the gland's bounding box, in millimetres.
         z_margin: extra slices above and below the gland.
-        percentiles: intensity percentiles mapped to 0 and 1 (inside the gland for cropped images).
+        percentiles: intensity percentiles mapped to 0 and 1.
+        intensity_reference: whose percentiles, for cropped images: ``gland`` (the gland's voxels; adunet's
+            choice, the paper is silent) or ``field_of_view`` (every voxel of the full-mode slices: the
+            whole in-plane field of view over the gland's slices). Full-mode images always use the field
+            of view. Inside the gland a lesion can set a percentile — a bright DWI lesion then darkens
+            the case's healthy tissue — which the field of view, where a lesion is a tiny share, avoids
+            (``benchmarks/bench_map_settings.py``, ``figures/bench/normalisation.txt``).
         min_gland_coverage: least share of gland voxels that ADC/hbv must cover.
     """
 
@@ -51,8 +58,25 @@ class PreprocessConfig:
     crop_margin_mm: float = 8.0
     z_margin: int = 0
     percentiles: tuple[float, float] = (0.5, 99.5)
+    intensity_reference: str = "gland"
     min_gland_coverage: float = 0.9
 
+    def __post_init__(self) -> None:
+        if self.intensity_reference not in INTENSITY_REFERENCES:
+            raise AdunetError(f"intensity_reference must be one of {', '.join(INTENSITY_REFERENCES)}, "
+                              f"not {self.intensity_reference!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that make an output: every field, less ``intensity_reference`` at its default
+        (so run folders made before the field existed keep their preprocessing)."""
+        settings = dataclasses.asdict(self)
+        if self.intensity_reference == "gland":
+            del settings["intensity_reference"]
+        return settings
+
+
+#: :attr:`PreprocessConfig.intensity_reference`'s choices.
+INTENSITY_REFERENCES = ("gland", "field_of_view")
 
 
 @dataclasses.dataclass(eq=False)
@@ -208,7 +232,13 @@ def normalise(volume: np.ndarray, region: np.ndarray, percentiles: tuple[float, 
     lo, hi = (float(v) for v in np.percentile(values, percentiles))
     if hi <= lo:
         hi = lo + 1.0
-    return np.clip((volume - lo) / (hi - lo), 0.0, 1.0).astype(np.float32), (lo, hi)
+    return rescale(volume, (lo, hi)), (lo, hi)
+
+
+def rescale(volume: np.ndarray, low_high: tuple[float, float]) -> np.ndarray:
+    """Map ``low_high`` to 0 and 1 and clip to [0, 1]."""
+    lo, hi = low_high
+    return np.clip((volume - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 def _coverage(image: Image, reference: Geometry) -> np.ndarray:
@@ -252,6 +282,11 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
               else canonical_gland.with_array(np.zeros(canonical_gland.shape, np.uint8)))
     zones = reorient(loaded.zones) if loaded.zones is not None else canonical_gland
     stacks = {}
+    field_of_view = {}  # sequence → (low, high) over the full-mode grid, when cropped images use it
+    if config.intensity_reference == "field_of_view" and CROPPED in modes:
+        for seq in SEQUENCES:
+            vol = resample_to(images[seq], grids[FULL], "linear", antialias=True).array
+            field_of_view[seq] = normalise(vol, np.ones(vol.shape, bool), config.percentiles)[1]
     for mode in modes:
         grid = grids[mode]
         gland = resample_to(canonical_gland, grid, "nearest").array.astype(np.uint8)
@@ -260,7 +295,10 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
         for seq in SEQUENCES:
             # straight from each sequence's own grid: one interpolation only
             vol = resample_to(images[seq], grid, "linear", antialias=True).array
-            vol, norm[seq] = normalise(vol, region, config.percentiles)
+            if mode == CROPPED and field_of_view:
+                vol, norm[seq] = rescale(vol, field_of_view[seq]), field_of_view[seq]
+            else:
+                vol, norm[seq] = normalise(vol, region, config.percentiles)
             if mode == CROPPED:
                 vol = vol * gland
             stack.append(vol)
@@ -401,7 +439,7 @@ def case_fingerprint(case: Case, config: PreprocessConfig, modes: Iterable[str],
     slices are made in, the marksheet label and the content of the case's files (``keys``, from
     :func:`input_keys`)."""
     keys = input_keys(case) if keys is None else keys
-    return fingerprint({"preprocess": dataclasses.asdict(config), "modes": sorted(modes),
+    return fingerprint({"preprocess": config.identity(), "modes": sorted(modes),
                         "orientation": CANONICAL_ORIENTATION,
                         "zone_codes": sorted(case.zone_codes.items()), "cspca": case.cspca,
                         "files": sorted(keys.items())})

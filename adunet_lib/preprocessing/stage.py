@@ -139,9 +139,9 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     splits = nnunet_splits(cases)
     write_json(ctx.splits, splits)
     write_record(ctx.preprocessing_record,
-                 fingerprint({"preprocess": dataclasses.asdict(config), "splits": splits,
+                 fingerprint({"preprocess": config.identity(), "splits": splits,
                               "cases": cases[["set", "split", "fold", "case_id"]].values.tolist()}, upstream=stamps),
-                 preprocess=dataclasses.asdict(config), n_folds=n_folds, splits_file=str(splits_file or ""),
+                 preprocess=config.identity(), n_folds=n_folds, splits_file=str(splits_file or ""),
                  leak_free_maps=int(leak_free_maps), anomaly_cohort={"kind": anomaly_cohort, "patients": int(cases.loc[cases["anomaly_train"], "patient_id"].nunique()),
                                  "cases": int(cases["anomaly_train"].sum())},
                  datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file()}

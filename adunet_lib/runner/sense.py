@@ -22,6 +22,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("*", "data_seed"): (lambda v: v >= -1, "must be ≥ 0 (or -1: the same as seed)"),
     ("preprocessing", "slice_size"): (lambda v: v >= 8, "must be at least 8 (pixels per side)"),
     ("preprocessing", "crop_margin_mm"): (lambda v: v >= 0, "must be ≥ 0"),
+    ("preprocessing", "intensity_reference"): (lambda v: v in ("gland", "field_of_view"), "must be 'gland' or 'field_of_view'"),
     ("preprocessing", "n_folds"): (lambda v: v >= 2, "must be at least 2 (fold 0 is the validation split)"),
     ("preprocessing", "synth_internal_cases"): (lambda v: v >= 2, "must be at least 2"),
     ("preprocessing", "synth_external_cases"): (lambda v: v >= 1, "must be at least 1"),
