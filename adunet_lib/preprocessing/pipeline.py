@@ -281,20 +281,27 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
     lesion = (reorient(loaded.lesion) if loaded.lesion is not None
               else canonical_gland.with_array(np.zeros(canonical_gland.shape, np.uint8)))
     zones = reorient(loaded.zones) if loaded.zones is not None else canonical_gland
-    stacks = {}
+    resampled: dict[tuple[str, str], np.ndarray] = {}
+
+    def on_grid(mode: str, seq: str) -> np.ndarray:
+        """A sequence on a mode's slice grid, straight from its own grid (one interpolation only), once."""
+        if (mode, seq) not in resampled:
+            resampled[mode, seq] = resample_to(images[seq], grids[mode], "linear", antialias=True).array
+        return resampled[mode, seq]
+
     field_of_view = {}  # sequence → (low, high) over the full-mode grid, when cropped images use it
     if config.intensity_reference == "field_of_view" and CROPPED in modes:
         for seq in SEQUENCES:
-            vol = resample_to(images[seq], grids[FULL], "linear", antialias=True).array
+            vol = on_grid(FULL, seq)
             field_of_view[seq] = normalise(vol, np.ones(vol.shape, bool), config.percentiles)[1]
+    stacks = {}
     for mode in modes:
         grid = grids[mode]
         gland = resample_to(canonical_gland, grid, "nearest").array.astype(np.uint8)
         region = gland > 0 if mode == CROPPED else np.ones_like(gland, bool)
         stack, norm = [], {}
         for seq in SEQUENCES:
-            # straight from each sequence's own grid: one interpolation only
-            vol = resample_to(images[seq], grid, "linear", antialias=True).array
+            vol = on_grid(mode, seq)
             if mode == CROPPED and field_of_view:
                 vol, norm[seq] = rescale(vol, field_of_view[seq]), field_of_view[seq]
             else:
