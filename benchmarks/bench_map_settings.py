@@ -11,8 +11,9 @@ The model is trained with ``fit`` — the notebooks' training loop — on the ru
 (the anomaly cohort of ``slices.csv``, cropped mode), with the run's own hyperparameters and budget
 (``RUN/params.json``: one 3-channel model or one per sequence, as the run's ``channels``), once per
 seed; with ``--set KEY=VALUE …`` and/or ``--channels`` it is trained a second time per seed with those
-hyperparameters changed, or per sequence instead of 3-channel (or the other way round). Each model then translates the run's cropped external test and
-internal validation slices, and the benchmark prints, per sequence:
+hyperparameters changed, or per sequence instead of 3-channel (or the other way round). Each model then
+translates the run's cropped external test and internal validation slices, and the benchmark prints, per
+sequence:
 
 * **AUROC** of the anomaly map Φ(|x − G(x)|) (the run's blur kernel) inside the gland against the lesion
   voxels, pooled over every slice of the set — notebook 05's ``map_quality.csv`` measured on the slice
