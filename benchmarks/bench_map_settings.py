@@ -30,6 +30,15 @@ sequence:
   the anterior rim is treated like the others.
 * **ADC AUROC without the rim**: the ADC map's AUROC when the change on the gland's rim (its pixels
   with a neighbour outside) is set to 0 before Φ — whether the rims are what hides the lesions.
+* **edit**: per sequence, the mean |G(x) − x| on lesion voxels divided by that on healthy gland voxels:
+  whether the model changes lesions more than healthy tissue at all (1 = no more; a map cannot beat
+  chance by much without it).
+
+For a model with a critic's domain classifier (the FP-GAN), a line per seed says what the classifier
+has learnt: the AUROC of its lesion probability for the slice label on the training, validation and
+external slices, for the slices themselves and for G(x). A classifier that only memorised its training
+slices is at chance on the others, and its gradient teaches the generator nothing about lesions; a
+G(x) that removes what the classifier sees brings its AUROC down to 0.5.
 
 Before the seeds, what a domain classifier could use besides the lesion: for the training slices, per
 sequence, the mean of the healthy gland voxels in lesion slices and in healthy slices, and how well that
@@ -126,6 +135,8 @@ def scores(data: SliceData, recon: np.ndarray, kernel: int) -> dict[str, float]:
                                                for i in healthy),
                 f"{seq} stripes": float(across / max(along, 1e-12))}
         size = np.abs(change)
+        in_lesion = data.lesions[:, 0] > 0
+        out[f"{seq} edit"] = float(size[in_lesion].mean() / max(size[gland & ~in_lesion].mean(), 1e-12))
         others = np.mean([size[rims[side]].mean() for side in ("posterior", "left", "right")])
         out["band"] = max(out["band"], float(size[rims["anterior"]].mean() / max(others, 1e-12)))
     return out
@@ -168,6 +179,31 @@ def rim_masks(region: np.ndarray) -> dict[str, np.ndarray]:
     outside = np.pad(~region, ((0, 0), (1, 1), (1, 1)), constant_values=True)
     return {"anterior": region & outside[:, :-2, 1:-1], "posterior": region & outside[:, 2:, 1:-1],
             "left": region & outside[:, 1:-1, :-2], "right": region & outside[:, 1:-1, 2:]}
+
+
+def edits(s: dict[str, float]) -> str:
+    """The per-sequence edit ratios of :func:`scores`, as ``t2w/adc/hbv``."""
+    return "/".join(f"{s[f'{q} edit']:.1f}" for q in SEQUENCES)
+
+
+def critic_skill(models: dict[str, Any], data: SliceData, recon: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Per model with a critic's domain classifier (keyed like ``models``): the AUROC of its lesion
+    probability for the slice label, on the slices themselves and on ``recon`` (their G(x))."""
+    labelled = data.labels >= 0
+    out = {}
+    for sequence, model in models.items():
+        critic = getattr(model, "discriminator", None)
+        if critic is None or len(set(data.labels[labelled])) < 2:
+            continue
+        channels = channels_of(sequence)
+        auroc = []
+        for images in (data.images, recon):
+            x = torch.from_numpy(np.ascontiguousarray(images[labelled][:, channels])) * 2 - 1
+            with torch.no_grad():
+                p = torch.softmax(torch.cat([critic(x[i:i + 64])[1] for i in range(0, len(x), 64)]).float(), 1)[:, 1]
+            auroc.append(float(roc_auc_score(data.labels[labelled], p.numpy())))
+        out[sequence] = (auroc[0], auroc[1])
+    return out
 
 
 def reconstruct(models: dict[str, Any], data: SliceData, batch: int = 64) -> np.ndarray:
@@ -271,7 +307,7 @@ def main() -> None:
     print("healthy gland level in training slices (lesion slices / healthy slices, AUROC for the slice label): "
           + "; ".join(f"{seq} {a:.3f} / {b:.3f}, {u:.2f}" for seq, (a, b, u) in healthy_level(train).items()))
     print(f"\n{'setting':<28} {'seed':>4} {'set':<10} " + " ".join(
-        f"{s + ' ' + m:>12}" for s in SEQUENCES for m in ("auroc", "ap×")) + f" {'adc −rim':>8} {'ssim':>6} {'stripes':>8} {'band':>5} {'s':>5}",
+        f"{s + ' ' + m:>12}" for s in SEQUENCES for m in ("auroc", "ap×")) + f" {'adc −rim':>8} {'ssim':>6} {'stripes':>8} {'band':>5} {'edit t/a/h':>14} {'s':>5}",
         flush=True)
     for name, data in sets.items():
         s = image_reference(data)
@@ -287,9 +323,10 @@ def main() -> None:
                                  TrainSettings(iterations=iterations, batch_size=own["batch_size"],
                                                checkpoint_every=10**9, seed=seed), args.device)
             seconds = time.perf_counter() - begin
-            per_set = {}
+            per_set, recons = {}, {}
             for name, data in sets.items():
                 recon = reconstruct(model, data)
+                recons[name] = (data, recon)
                 per_set[name] = scores(data, recon, own["kernel"])
                 if name == "external" and seed in drawn:
                     figure_recons[seed, label] = recon
@@ -297,19 +334,26 @@ def main() -> None:
                 print(f"{label[:28]:<28} {seed:>4} {name:<10} " + " ".join(
                     f"{s[f'{q} auroc']:>12.3f} {s[f'{q} ap×']:>12.1f}" for q in SEQUENCES)
                     + f" {s['adc auroc −rim']:>8.3f} {statistics.mean(s[f'{q} ssim'] for q in SEQUENCES):>6.3f}"
-                    f" {s['hbv stripes']:>8.2f} {s['band']:>5.2f} {seconds:>5.0f}", flush=True)
+                    f" {s['hbv stripes']:>8.2f} {s['band']:>5.2f} {edits(s):>14} {seconds:>5.0f}", flush=True)
             results[label].append(per_set)
+            skill = {name: critic_skill(model, data, recon)
+                     for name, (data, recon) in {"training": (train, reconstruct(model, train)), **recons}.items()}
+            for sequence in next(iter(skill.values()), {}):
+                print(f"{'':<28} {seed:>4} critic's domain classifier ({sequence}), slice-label AUROC, slices / G(x): "
+                      + "; ".join(f"{name} {v[sequence][0]:.2f} / {v[sequence][1]:.2f}" for name, v in skill.items()
+                                  if sequence in v), flush=True)
 
-    keys = [f"{q} auroc" for q in SEQUENCES] + ["adc auroc −rim", "adc ap×", "hbv ap×", "hbv stripes", "band"]
+    keys = [f"{q} auroc" for q in SEQUENCES] + ["adc auroc −rim", "adc ap×", "hbv ap×", "hbv stripes", "band",
+                                                 "adc edit", "hbv edit"]
     print(f"\nover {len(args.seeds)} seeds: mean ± sd (min–max); ap× = AUPRC ÷ lesion prevalence; stripes of the "
-          f"DWI change; band = anterior rim ÷ other rims; hits = seeds with ADC and DWI AUROC ≥ {TARGET}")
+          f"DWI change; band = anterior rim ÷ other rims; edit = |G(x) − x| on lesions ÷ on healthy gland; hits = seeds with ADC and DWI AUROC ≥ {TARGET}")
     print(f"{'setting':<28} {'set':<10} " + " ".join(f"{k:>21}" for k in keys) + f" {'hits':>6}")
     for label, rows in results.items():
         for name in sets:
             cells = []
             for key in keys:
                 values = [r[name][key] for r in rows]
-                digits = 1 if "ap×" in key else 2 if key.endswith(("stripes", "band")) else 3
+                digits = 1 if "ap×" in key else 2 if key.endswith(("stripes", "band", "edit")) else 3
                 cells.append(f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f} "
                              f"({min(values):.{digits}f}–{max(values):.{digits}f})")
             hits = sum(r[name]["adc auroc"] >= TARGET and r[name]["hbv auroc"] >= TARGET for r in rows)
