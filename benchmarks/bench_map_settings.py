@@ -119,8 +119,9 @@ def scores(data: SliceData, recon: np.ndarray, kernel: int) -> dict[str, float]:
     maps = slice_maps(data.images.transpose(1, 0, 2, 3), recon.transpose(1, 0, 2, 3), gland, kernel)
     lesion = data.lesions[:, 0][gland] > 0
     healthy = np.flatnonzero(data.labels == 0)
+    in_lesion = data.lesions[:, 0] > 0
     sides = rim_masks(gland)
-    rims = {side: rim & ~(data.lesions[:, 0] > 0) for side, rim in sides.items()}
+    rims = {side: rim & ~in_lesion for side, rim in sides.items()}
     core = gland & ~np.any(list(sides.values()), axis=0)
     rimless = slice_maps(data.images[:, 1:2].transpose(1, 0, 2, 3),
                          np.where(core[:, None], recon[:, 1:2], data.images[:, 1:2]).transpose(1, 0, 2, 3), gland, kernel)
@@ -135,7 +136,6 @@ def scores(data: SliceData, recon: np.ndarray, kernel: int) -> dict[str, float]:
                                                for i in healthy),
                 f"{seq} stripes": float(across / max(along, 1e-12))}
         size = np.abs(change)
-        in_lesion = data.lesions[:, 0] > 0
         out[f"{seq} edit"] = float(size[in_lesion].mean() / max(size[gland & ~in_lesion].mean(), 1e-12))
         others = np.mean([size[rims[side]].mean() for side in ("posterior", "left", "right")])
         out["band"] = max(out["band"], float(size[rims["anterior"]].mean() / max(others, 1e-12)))
@@ -336,6 +336,8 @@ def main() -> None:
                     + f" {s['adc auroc −rim']:>8.3f} {statistics.mean(s[f'{q} ssim'] for q in SEQUENCES):>6.3f}"
                     f" {s['hbv stripes']:>8.2f} {s['band']:>5.2f} {edits(s):>14} {seconds:>5.0f}", flush=True)
             results[label].append(per_set)
+            if not any(hasattr(m, "discriminator") for m in model.values()):
+                continue  # no critic: nothing more to print (and no need to reconstruct the training slices)
             skill = {name: critic_skill(model, data, recon)
                      for name, (data, recon) in {"training": (train, reconstruct(model, train)), **recons}.items()}
             for sequence in next(iter(skill.values()), {}):
