@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 LAYOUT = """\
 runs/<name>/
   .adunet.lock                                  while adunet reproduce runs: who holds the run folder
+  .unit-<piece>.lock                            while adunet run works on a piece (02-06): who does it
   params.json                                   what each notebook was given (adunet reproduce)
   reproduce.json                                status and seconds per notebook
   notebooks/                                    executed copies of the notebooks

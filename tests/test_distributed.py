@@ -7,6 +7,7 @@ code path as nccl on GPUs but for the backend and the device.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -263,3 +264,61 @@ def test_a_unit_refuses_a_run_folder_that_adunet_reproduce_holds(tmp_path, capsy
     assert len(err) == 1 and "is in use by" in err[0] and "run units before or after it" in err[0], err
     assert main(["run", str(params), "--stage", "05", "--shard", "1/2"]) == 2  # no lock: on to the next check
     assert "run notebook 01_preprocessing for this params file first" in capsys.readouterr().err
+
+
+def test_the_same_unit_started_twice_is_refused_and_reproduce_waits_for_no_unit(tmp_path, capsys):
+    """A job resubmitted while the first still runs: the second is refused with one line naming the
+    piece and the process, before it writes anything; another piece of the same run goes ahead, and
+    ``adunet reproduce`` is refused while a unit runs. A unit's locks go with it, however it ends."""
+    import socket
+    import time
+
+    import yaml
+
+    from conftest import smoke_params
+
+    from adunet_lib.cli import main
+    from adunet_lib.runner.lock import RunLocked, _start_time, unit_lock, unit_lock_path
+
+    params = smoke_params(tmp_path)
+    run = Path(yaml.safe_load(params.read_text(encoding="utf-8"))["common"]["run_dir"])
+    (run / "preprocessed").mkdir(parents=True)
+    (run / "preprocessed" / "cases.csv").write_text("case_id\n", encoding="utf-8")  # as if notebook 01 had run
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # the first job, alive
+    try:
+        for _ in range(50):  # its start time, once the kernel lists it
+            start = _start_time(first.pid)
+            if start:
+                break
+            time.sleep(0.1)
+        held = unit_lock_path(run, "train_fpgan")
+        held.write_text(json.dumps({"host": socket.gethostname(), "pid": first.pid, "start": start,
+                                    "since": "2026-11-30 09:00:00", "command": "adunet run"}), encoding="utf-8")
+        before = sorted(p.name for p in run.rglob("*"))
+        assert main(["run", str(params), "--stage", "04", "--model", "fpgan"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{run}: train_fpgan is already being run by another unit" in err[0], err
+        assert f"process {first.pid} since 2026-11-30 09:00:00" in err[0] and str(held) in err[0]
+        assert sorted(p.name for p in run.rglob("*")) == before  # the second wrote nothing
+
+        with unit_lock(run, ["train_ddpm"]):  # another piece of the same run goes ahead
+            assert unit_lock_path(run, "train_ddpm").is_file()
+        with pytest.raises(RunLocked, match="train_fpgan is already being run"):
+            with unit_lock(run, ["maps_fpgan_1of2", "train_fpgan"]):  # all or none
+                pass
+        assert not unit_lock_path(run, "maps_fpgan_1of2").exists()
+
+        assert main(["reproduce", str(params), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{run} is in use by a unit: train_fpgan (adunet run, process {first.pid}" in err[0]
+        assert not (run / ".adunet.lock").exists() and not (run / "notebooks").exists()
+    finally:
+        first.kill()
+        first.wait()
+    notes: list[str] = []
+    with pytest.raises(ValueError):  # the first job is gone: its lock is taken over, and released on failure
+        with unit_lock(run, ["train_fpgan"], notes.append):
+            assert json.loads(held.read_text(encoding="utf-8"))["pid"] == os.getpid()
+            raise ValueError("the unit fails")
+    assert notes == [f"note: {held}: removing a stale lock (process {first.pid} of 2026-11-30 09:00:00 is gone)"]
+    assert not list(run.glob(".unit-*"))

@@ -12,12 +12,17 @@ with the same library functions the notebooks call and the same params file:
 
 They write into the run folder exactly where the notebooks look, and the notebooks reuse what is
 finished: ``adunet reproduce`` (or JupyterLab) afterwards only assembles tables and figures. A unit
-never holds the run lock (several run side by side); run each unit once at a time.
+never holds the run lock (several run side by side); it holds a lock for each piece of work it does
+(a model, a map shard, a variant's fold: :func:`adunet_lib.runner.lock.unit_lock`), so the same piece
+started twice at once is refused with one line, and ``adunet reproduce`` waits for no unit: it refuses
+while one runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +46,33 @@ def unit_values(params_path: str | Path, number: str, root: str | Path | None = 
     return nb, {**defaults, **values}
 
 
-def _context(values: dict[str, Any], device: str | None) -> RunContext:
-    from adunet_lib.anomaly_models import distributed
-
+def _prepared(values: dict[str, Any]) -> RunContext:
+    """The run folder, read-only; refused with one line while ``adunet reproduce`` holds it or before
+    notebook 01 has run for it."""
     from adunet_lib.runner.lock import refuse_if_locked
 
     refuse_if_locked(values["run_dir"])
-    device = distributed.init_from_env(device or values["device"])
-    return RunContext.create(values["run_dir"], values["figure_dir"], seed=values["seed"],
-                             data_seed=values.get("data_seed", -1), device=device)
+    ctx = RunContext(Path(values["run_dir"]), Path(values["figure_dir"]))
+    if not ctx.cases_table.is_file():
+        ctx.tables()  # its one-line error
+    return ctx
+
+
+@contextlib.contextmanager
+def _context(values: dict[str, Any], device: str | None, pieces: list[str],
+             log: Callable[[str], None]) -> Iterator[RunContext]:
+    """The run folder's context, with the locks of the unit's ``pieces`` held for the block (under
+    torchrun by process 0 alone, for all of them)."""
+    from adunet_lib.anomaly_models import distributed
+
+    from adunet_lib.runner.lock import unit_lock
+
+    _prepared(values)  # before any lock file is written into the run folder
+    mine = pieces if int(os.environ.get("RANK", "0")) == 0 else []
+    with unit_lock(values["run_dir"], mine, log):
+        device = distributed.init_from_env(device or values["device"])
+        yield RunContext.create(values["run_dir"], values["figure_dir"], seed=values["seed"],
+                                data_seed=values.get("data_seed", -1), device=device)
 
 
 def run_unit(params_path: str | Path, stage: str, models: list[str] | None = None, shard: str | None = None,
@@ -90,18 +113,18 @@ def _train(nb: Notebook, values: dict[str, Any], models: list[str] | None, devic
         chosen = {m: chosen[m] for m in models}
     if not chosen:
         raise ParamsError(f"notebook {nb.name} has no models to train in this params file")
-    ctx = _context(values, device)
-    _, slices = ctx.tables()
-    settings = stage.settings_from(values["iterations"], values["batch_size"], values["checkpoint_every"],
-                                   values["seed"])
-    rank, world = distributed.rank_world()
-    try:
-        trained = stage.train_models(ctx, chosen, slices, values["channels"], values["modes"], settings,
-                                     show_progress=show_progress and rank == 0)
-    except BaseException:
-        distributed.finish(clean=False)
-        raise
-    distributed.finish()
+    with _context(values, device, [f"train_{m}" for m in chosen], log) as ctx:
+        _, slices = ctx.tables()
+        settings = stage.settings_from(values["iterations"], values["batch_size"], values["checkpoint_every"],
+                                       values["seed"])
+        rank, world = distributed.rank_world()
+        try:
+            trained = stage.train_models(ctx, chosen, slices, values["channels"], values["modes"], settings,
+                                         show_progress=show_progress and rank == 0)
+        except BaseException:
+            distributed.finish(clean=False)
+            raise
+        distributed.finish()
     if rank == 0:
         how = f" on {world} processes" if world > 1 else ""
         log(f"trained {', '.join(chosen)}{how}: {len(trained)} model folder(s) in {ctx.models_dir}")
@@ -116,12 +139,14 @@ def _maps(values: dict[str, Any], models: list[str] | None, shard: str | None, d
     if distributed.launched():
         raise AdunetError("--stage 05 runs as one process per shard (--shard K/N), not under torchrun")
     part = parse_shard(shard) if shard is not None else None
-    ctx = _context(values, device)
-    cases, _ = ctx.tables()
-    chosen = list(models or values["models"] or ctx.trained_models())
+    folder = _prepared(values)
+    chosen = list(models or values["models"] or folder.trained_models())
     if not chosen:
-        raise AdunetError(f"{ctx.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
-    done = generate_maps(ctx, chosen, cases, values["blur_kernel"], show_progress=show_progress, shard=part)
+        raise AdunetError(f"{folder.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
+    which = f"_{part[0]}of{part[1]}" if part else ""
+    with _context(values, device, [f"maps_{m}{which}" for m in chosen], log) as ctx:
+        cases, _ = ctx.tables()
+        done = generate_maps(ctx, chosen, cases, values["blur_kernel"], show_progress=show_progress, shard=part)
     made = int((~done["reused"]).sum()) if len(done) else 0
     which = f"shard {part[0]}/{part[1]}: " if part else ""
     log(f"{which}maps of {done['case_id'].nunique() if len(done) else 0} case(s) for {', '.join(chosen)} "
@@ -144,10 +169,11 @@ def _segmentation(values: dict[str, Any], variants: list[str] | None, folds: lis
     if outside:
         raise ParamsError(f"--variant {', '.join(outside)}: not among segmentation.variants "
                           f"({', '.join(values['variants'])})")
-    ctx = _context(values, device)
-    cases, _ = ctx.tables()
-    trained = 0
-    for name in chosen:
-        trained += train_folds(ctx, name, list(folds or settings.folds), cases, values["map_model"], settings, log)
-    log(f"nnU-Net {', '.join(chosen)}, fold(s) {list(folds or settings.folds)}: {trained} trained here, the rest "
+    folds = list(folds or settings.folds)
+    with _context(values, device, [f"nnunet_{v}_fold{k}" for v in chosen for k in folds], log) as ctx:
+        cases, _ = ctx.tables()
+        trained = 0
+        for name in chosen:
+            trained += train_folds(ctx, name, folds, cases, values["map_model"], settings, log)
+    log(f"nnU-Net {', '.join(chosen)}, fold(s) {folds}: {trained} trained here, the rest "
         "already were")
