@@ -143,8 +143,8 @@ def _maps(values: dict[str, Any], models: list[str] | None, shard: str | None, d
     chosen = list(models or values["models"] or folder.trained_models())
     if not chosen:
         raise AdunetError(f"{folder.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
-    which = f"_{part[0]}of{part[1]}" if part else ""
-    with _context(values, device, [f"maps_{m}{which}" for m in chosen], log) as ctx:
+    suffix = f"_{part[0]}of{part[1]}" if part else ""
+    with _context(values, device, [f"maps_{m}{suffix}" for m in chosen], log) as ctx:
         cases, _ = ctx.tables()
         done = generate_maps(ctx, chosen, cases, values["blur_kernel"], show_progress=show_progress, shard=part)
     made = int((~done["reused"]).sum()) if len(done) else 0
