@@ -65,6 +65,8 @@ runs/<name>/
 
 #: Held by ``adunet reproduce`` while it runs (see :mod:`adunet_lib.runner.lock`).
 RUN_LOCK = ".adunet.lock"
+#: Held by ``adunet run`` for each piece of work it does: ``.unit-<piece>.lock`` (same module).
+UNIT_LOCK_PREFIX = ".unit-"
 
 #: The volumes notebook 01 copies into ``cases/<set>/<case>/`` (masks only where the case has them).
 CASE_VOLUMES = (*SEQUENCES, "lesion", "zones", "gland")

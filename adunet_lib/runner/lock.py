@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from adunet_lib.errors import AdunetError
-from adunet_lib.run_folder import RUN_LOCK as LOCK_NAME
+from adunet_lib.run_folder import RUN_LOCK as LOCK_NAME, UNIT_LOCK_PREFIX as UNIT_PREFIX
 
 
 class RunLocked(AdunetError):
@@ -58,10 +58,6 @@ def _alive(holder: dict[str, object]) -> bool:
         return True  # cannot look into another machine's process table: assume it runs
     start = _start_time(int(holder.get("pid", -1)))
     return start is not None and (not start or not holder.get("start") or start == holder["start"])
-
-
-#: a unit's lock file in the run folder: ``.unit-<piece>.lock``
-UNIT_PREFIX = ".unit-"
 
 
 def unit_lock_path(run_dir: str | Path, piece: str) -> Path:
@@ -164,11 +160,7 @@ def _exclusive(path: Path, run_dir: str | Path, log: Callable[[str], None], piec
 def refuse_if_locked(run_dir: str | Path) -> None:
     """For a unit of the series (``adunet run``), which takes no run lock: refuse while an
     ``adunet reproduce`` holds ``run_dir`` (it would write the same files)."""
-    path = Path(run_dir) / LOCK_NAME
-    try:
-        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return
+    holder = _read_holder(Path(run_dir) / LOCK_NAME)
     if holder and _alive(holder):
         raise RunLocked(f"{run_dir} is in use by {holder.get('command', 'adunet reproduce')} (process "
                         f"{holder.get('pid')} since {holder.get('since')}); run units before or after it, not during")
