@@ -48,9 +48,17 @@ def _start_time(pid: int) -> str | None:
         return ""
 
 
+def _command() -> str:
+    """This process's command line as typed: the program's name (``python -m <package>`` for a
+    package's ``__main__``), not its path, and every argument — a unit's names its model, shard or fold."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    return " ".join([name, *sys.argv[1:]])[:300]
+
+
 def _holder() -> dict[str, object]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid()) or "",
-            "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv[:4])}
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": _command()}
 
 
 def _alive(holder: dict[str, object]) -> bool:
