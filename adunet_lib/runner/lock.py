@@ -8,10 +8,10 @@ has another start time), and the stale lock is taken over with a note. A lock fr
 never guessed stale; the message says which file to remove once that run is known to be gone.
 
 A unit of the series (``adunet run``) takes no run lock, so that several run side by side, but it
-holds one lock per piece of work it does — ``.unit-train_<model>.lock``, ``.unit-maps_<model>[_<k>of<n>]
-.lock``, ``.unit-nnunet_<variant>_fold<k>.lock`` in the run folder — with the same rules: the same
-unit started twice (a job resubmitted while the first still runs) is refused with one line naming the
-holder, and ``adunet reproduce`` refuses a run folder while any unit holds a piece of it.
+holds one lock per piece of work it does in the run folder — ``.unit-train_<model>.lock``,
+``.unit-maps_<model>[_<k>of<n>].lock``, ``.unit-nnunet_<variant>_fold<k>.lock`` — with the same rules:
+the same unit started twice (a job resubmitted while the first still runs) is refused with one line
+naming the holder, and ``adunet reproduce`` refuses a run folder while any unit holds a piece of it.
 """
 
 from __future__ import annotations
