@@ -27,7 +27,7 @@ from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
 from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext, why_unsafe_output
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
-from adunet_lib.vocabulary import CROPPED, SEQUENCES, variant as variant_spec
+from adunet_lib.vocabulary import CROPPED, ORACLE, SEQUENCES, variant as variant_spec
 from adunet_lib.zones.model import predict_study_zones
 
 
@@ -136,6 +136,9 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     settings = read_json(ctx.segmentation_record)
     if variant not in settings["variants"]:
         raise AdunetError(f"variant {variant!r} was not trained in {run_dir} (have {', '.join(settings['variants'])})")
+    if variant_spec(variant).maps_from(settings["map_model"]) == ORACLE:
+        raise AdunetError(f"variant {variant!r} takes the oracle's maps (a phantom's lesion-free twin), which a new "
+                          "study does not have; choose a variant with a trained model's maps, e.g. adunet_all")
     given = {k: Path(v) for k, v in images.items()}
     case_id = case_id or study_id(given["t2w"])
     masks = {k: Path(v) for k, v in (("gland", gland), ("zones", zones)) if v}
@@ -166,7 +169,7 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
                                  for k, v in read_json(ctx.preprocessing_record)["preprocess"].items()})
     pre = preprocess_case(loaded, config, modes=(CROPPED,))
 
-    map_model = settings["map_model"]
+    map_model = spec.maps_from(settings["map_model"])
     kernel = read_json(ctx.map_record(map_model))["kernel_size"]
     maps = case_maps(pre, pseudo_healthy(ctx, map_model, pre), kernel)
     map_files = [write_image(image, stage / f"{case_id}_{seq}_anomaly.mha") for seq, image in maps.items()]

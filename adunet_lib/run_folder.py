@@ -38,6 +38,8 @@ runs/<name>/
   notebooks/                                    executed copies of the notebooks
   jobs/<job id>_*                               adunet submit: each job's submission and log (submitit)
   data/<set>/                                   synthetic cohorts, when params say "synthetic"
+  twins/<set>/<case>/<seq>.mha                  synthetic cohorts only: each study's lesion-free twin (01)
+  twins/<set>/<case>.npz                        the twin on the model slices, as its study (01; the oracle's G(x))
   cases/<set>/<case>/<volume>.mha               t2w, adc, hbv, lesion, zones, gland on the T2W grid (01)
   preprocessed/<set>/<case>.npz|json            model slices per mode + the way back to T2W (01)
   preprocessed/cases.csv                        one row per case: set, split, fold, labels (01)
@@ -54,6 +56,7 @@ runs/<name>/
   models/<model>/metrics.csv                    SSIM / PSNR per mode, split, sequence (02-04)
   maps/<model>/<case>_<seq>_anomaly.mha         anomaly maps on the T2W grid (05)
   maps/<model>/mapset.json                      kernel, fingerprint, the checkpoints that made them (05)
+  maps/<model>/<case>_edits.json                phantoms: lesion removal and healthy change vs the twin (05)
   maps/.<model>.lock                            one process at a time decides if a map set is stale (05, shards)
   nnunet/raw|preprocessed|results/<dataset>/    nnU-Net's own folders: the zone model (01), a variant (06)
   nnunet/records/<dataset>.json                 fingerprint of a variant's inputs and settings (06)
@@ -228,6 +231,15 @@ class RunContext:
     def synthetic_data(self, set_name: str) -> Path:
         return self.run_dir / "data" / set_name
 
+    def twins_dir(self, set_name: str) -> Path:
+        """Synthetic cohorts only: every study's lesion-free twin (``<case>/<seq>.mha``), beside — never
+        inside — the dataset, so no reader or training sees it."""
+        return self.run_dir / "twins" / set_name
+
+    def twin_slices(self, set_name: str, case_id: str) -> Path:
+        """The twin on the case's model slices, normalised and masked as the case (``twins/<set>/<case>.npz``)."""
+        return self.twins_dir(set_name) / f"{case_id}.npz"
+
     def cases_dir(self, set_name: str) -> Path:
         return self.run_dir / "cases" / set_name
 
@@ -325,6 +337,11 @@ class RunContext:
 
     def map_record(self, model: str) -> Path:
         return self.map_dir(model) / "mapset.json"
+
+    def map_edits(self, model: str, case_id: str) -> Path:
+        """Phantoms: how much of the lesion G(x) removed and how much healthy gland it changed, per
+        sequence and zone (sums, pooled by map quality)."""
+        return self.map_dir(model) / f"{case_id}_edits.json"
 
     def map_lock(self, model: str) -> Path:
         """Beside the map folder (which a stale check may delete): map shards take turns on it."""

@@ -43,6 +43,11 @@ ANOMALY_COHORTS = {
              "(FP-GAN, the diffusion classifier) add the lesion slices of the training split's csPCa-positive cases",
 }
 
+#: The oracle "model" of phantom runs: G(x) = the study's lesion-free twin, which the synthetic generator
+#: renders (never real data). Its maps are the headroom: what perfect pseudo-healthy images would give.
+ORACLE = "oracle"
+ORACLE_DISPLAY = "Oracle (lesion-free twin)"
+
 #: Preprocessing modes: gland-cropped and masked (the paper's final setup) or the full field of view.
 CROPPED, FULL = "cropped", "full"
 MODES: tuple[str, str] = (CROPPED, FULL)
@@ -65,6 +70,12 @@ class Variant:
     name: str
     display: str
     maps: tuple[str, ...]
+    #: whose maps this variant always takes (None: the run's ``segmentation.map_model``)
+    map_model: str | None = None
+
+    def maps_from(self, run_map_model: str) -> str:
+        """The model whose anomaly maps fill this variant's map channels."""
+        return self.map_model or run_map_model
 
     def channels(self) -> list[tuple[str, str]]:
         """``(kind, sequence)`` per nnU-Net channel, in channel order."""
@@ -91,14 +102,29 @@ MAP_CHANNEL_NAME = "noNorm"
 MAP_NORMALISATIONS = {"noNorm": "none", "zscore": "per-case z-score", "CT": "dataset-wide, as CT",
                       "rescale_to_0_1": "per-case min-max"}
 
-#: The paper's Table II rows, in its order; a variant's nnU-Net dataset id is base id + its index.
+#: The paper's Table II rows, in its order, then adunet's oracle row (phantoms only: the maps of the
+#: lesion-free twin, the headroom every variant reads against); a variant's nnU-Net dataset id is base id
+#: + its index, so a new variant goes at the end.
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("baseline", "nnU-Net baseline", ()),
     Variant("adunet_t2w", "adU-Net(T2W)", ("t2w",)),
     Variant("adunet_adc", "adU-Net(ADC)", ("adc",)),
     Variant("adunet_dwi", "adU-Net(DWI)", ("hbv",)),
     Variant("adunet_all", "adU-Net(all bpMRI)", ("t2w", "adc", "hbv")),
+    Variant("adunet_all_oracle", "adU-Net(all), oracle maps", ("t2w", "adc", "hbv"), map_model=ORACLE),
 )}
+#: Variants that need the phantoms' twins (no real data set has them).
+ORACLE_VARIANTS = tuple(v.name for v in VARIANTS.values() if v.map_model == ORACLE)
+
+
+def table_variants(variants: list[str], oracle_row: bool, data_sources: tuple[str, ...]) -> list[str]:
+    """The variants notebook 06 trains: ``variants``, then — with ``oracle_row`` and only when every set is a
+    phantom cohort (``data_sources``: internal_data, external_data) — the oracle row, the headroom."""
+    rows = list(variants)
+    phantoms = all(str(s) in ("synthetic", "none", "") for s in data_sources)
+    if oracle_row and phantoms:
+        rows += [v for v in ORACLE_VARIANTS if v not in rows]
+    return rows
 
 
 def variant(name: str) -> Variant:

@@ -87,7 +87,7 @@ stage.measure_on_test(ctx, best, slices)
 table = stage.table1(ctx)
 save_table(table, ctx.figure("table1.csv"), ctx.figure("table1.md"), floatfmt=".4f",
            title="Table I — reconstruction quality (SSIM, PSNR in dB; data range 1)",
-           note=stage.TABLE1_NOTE)
+           note=stage.table1_note(table))
 table
 
 # %% [markdown]

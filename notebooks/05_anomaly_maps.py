@@ -33,9 +33,9 @@ data_seed: int = -1  # draws the synthetic cohort, the folds and the bootstrap (
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-models: list = []  # models to make maps with; [] → every model trained in this run (notebooks 02–04)
+models: list = []  # models to make maps with; [] → every model trained in this run (notebooks 02–04), plus the oracle on phantoms
 blur_kernel: int = 4  # Φ's kernel size in model-slice pixels (paper: 8 at 128² slices)
-fig4_models: list = ["fpgan", "ddpm"]  # reconstructions shown in Fig. 4 (the paper: FP-GAN and diffusion)
+fig4_models: list = ["fpgan", "ddpm", "oracle"]  # reconstructions shown in Fig. 4 (the paper: FP-GAN and diffusion; oracle: phantoms only)
 fig4_patients: int = 4  # patients in Fig. 4
 
 # %%
@@ -47,7 +47,7 @@ from adunet_lib.run_folder import RunContext
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
 cases, slices = ctx.tables()
-models = models or ctx.trained_models()
+models = models or stage.map_models(ctx)
 print("maps from:", models)
 
 # %% [markdown]

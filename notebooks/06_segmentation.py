@@ -39,6 +39,7 @@ interactive: bool = True  # widgets in JupyterLab; static figures when false (he
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
 variants: list = ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"]  # Table II rows
 map_model: str = "fpgan"  # whose anomaly maps feed adU-Net (the paper: FP-GAN)
+oracle_row: bool = True  # phantom runs: add the row with the oracle maps of the lesion-free twins, the headroom; ignored for real data
 configuration: str = "2d"  # nnU-Net configuration (paper: 3d_fullres)
 target_spacing: list = [3.0, 1.5, 1.5]  # [] → nnU-Net's own choice; e.g. [3.0, 1.0, 1.0] (z, y, x mm) for a CPU demo
 epochs: int = 8  # 0 → nnU-Net's default (1000)
@@ -47,7 +48,7 @@ val_iterations_per_epoch: int = 2  # 0 → nnU-Net's default (50)
 folds: list = [0]  # folds to train; fold 0's validation cases → the internal validation set
 batch_size: int = 6  # 0 → nnU-Net's planned batch size
 mirroring: bool = False  # test-time mirroring (nnU-Net default and paper: True)
-base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + 0..4
+base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + the variant's place in the vocabulary (0..5)
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
 num_gpus: int = 1  # GPUs per nnU-Net training, data-parallel as nnU-Net's own -num_gpus (needs device: cuda)
 map_normalisation: str = "noNorm"  # nnU-Net normalisation of the map channels: noNorm (maps share one scale), zscore, CT, rescale_to_0_1
@@ -55,6 +56,7 @@ map_normalisation: str = "noNorm"  # nnU-Net normalisation of the map channels: 
 # %%
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import stage
+from adunet_lib.vocabulary import table_variants
 
 ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
 cases, slices = ctx.tables()
@@ -70,6 +72,7 @@ settings
 # Each step is skipped when its outputs exist for the same inputs and settings, so a re-run resumes.
 
 # %%
+variants = table_variants(variants, oracle_row, (internal_data, external_data))
 timings = stage.run_all(ctx, variants, cases, map_model, settings)
 timings.round(1)
 

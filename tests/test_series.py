@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,7 +21,7 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
     table2 = pd.read_csv(figures / "table2.csv")
     for set_name, block in table2.groupby("set"):
         assert list(block["Model"]) == ["nnU-Net baseline", "adU-Net(T2W)", "adU-Net(ADC)", "adU-Net(DWI)",
-                                        "adU-Net(all bpMRI)"], set_name
+                                        "adU-Net(all bpMRI)", "adU-Net(all), oracle maps"], set_name
     for k in ("auroc", "ap", "score"):
         assert table2[k].between(0, 1).all(), k
         assert (table2[f"{k}_lo"] <= table2[k] + 1e-9).all() and (table2[k] <= table2[f"{k}_hi"] + 1e-9).all(), k
@@ -28,8 +29,13 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
     table1 = pd.read_csv(figures / "table1.csv")
     assert set(table1["block"]) == {"Full images", "Cropped images", "Test results"}
     assert table1["SSIM"].between(-1, 1).all() and (table1["PSNR (dB)"] > 0).all()
+    # phantoms: how far each model's G(x) is from the lesion-free twin, and the oracle (G(x) = the twin)
+    assert {"lesion removal", "healthy |G(x) − x|"} <= set(table1.columns)
     quality = pd.read_csv(figures / "map_quality.csv")
-    assert {"auroc", "auprc", "dice", "zone", "sequence", "model"} <= set(quality.columns)
+    assert {"auroc", "auprc", "dice", "zone", "sequence", "model", "lesion_removal", "healthy_change"} <= set(
+        quality.columns)
+    oracle = quality[(quality["model"] == "oracle") & (quality["zone"] == "gland")]
+    assert len(oracle) == 6 and np.allclose(oracle["lesion_removal"], 1.0) and (oracle["auroc"] > 0.9).all()
     for name in FIGURES:
         data = (figures / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
@@ -42,7 +48,8 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
     assert (figures / "table2.md").read_text(encoding="utf-8").count("**") >= 6  # best per column marked
     # the run folder follows the contract
     assert sorted(p.name for p in (run / "predictions").iterdir()) == sorted(
-        ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all"])
+        ["baseline", "adunet_t2w", "adunet_adc", "adunet_dwi", "adunet_all", "adunet_all_oracle"])
+    assert "Headroom on the external test set: with the oracle's maps" in summary
     assert list((run / "maps" / "fpgan").glob("*_adc_anomaly.mha"))
 
 

@@ -20,15 +20,17 @@ import pandas as pd
 from adunet_lib.anomaly_maps.maps import case_maps, slice_maps
 from adunet_lib.anomaly_maps.quality import quality_table
 from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, reconstruct_stack
+from adunet_lib.anomaly_models.oracle import ZONES as EDIT_ZONES
+from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_files, twin_stack
 from adunet_lib.anomaly_models.data import cases_seen
 from adunet_lib.anomaly_models.registry import display_name, get
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.data.image import read_image, write_image
 from adunet_lib.errors import AdunetError
-from adunet_lib.fileio import exclusive
+from adunet_lib.fileio import exclusive, read_json, write_json
 from adunet_lib.progress import progress
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, SEQUENCE_DISPLAY, SEQUENCES, TEST, VAL
+from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, ORACLE, SEQUENCE_DISPLAY, SEQUENCES, TEST, VAL
 
 
 def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
@@ -38,9 +40,17 @@ def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
     return {cid: (int(p) if p >= 0 else None) for cid, p in zip(cases["case_id"], cases["map_part"])}
 
 
+def map_models(ctx: RunContext) -> list[str]:
+    """The models notebook 05 maps by default: every model trained in the run (02–04), then the ``oracle``
+    when the run's cohorts are phantoms with lesion-free twins."""
+    return ctx.trained_models() + ([ORACLE] if has_twins(ctx) else [])
+
+
 def map_checkpoints(ctx: RunContext, model: str, parts: set) -> list[str]:
     """The checkpoints a map set is made with (run-relative): the model's, plus one per map part with
-    leak-free maps."""
+    leak-free maps; for the oracle, the twins."""
+    if model == ORACLE:
+        return [str(p.relative_to(ctx.run_dir)) for p in twin_files(ctx)]
     order = sorted(parts, key=lambda v: -1 if v is None else v)
     return [str(p.relative_to(ctx.run_dir)) for part in order for _, p in checkpoints(ctx, model, CROPPED, part)]
 
@@ -87,20 +97,29 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
                 write_record(record, key, model=model, complete=False)
         cache: dict = {}
         desc = f"maps {model}" + (f" (shard {shard[0]}/{shard[1]})" if shard else "")
+        twins = has_twins(ctx)
         for _, row in progress(list(cases.iterrows()), desc=desc, unit="case", enabled=show_progress):
-            done = all(ctx.map_file(model, row["case_id"], s).is_file() for s in SEQUENCES)
+            cid = row["case_id"]
+            done = (all(ctx.map_file(model, cid, s).is_file() for s in SEQUENCES)
+                    and (not twins or ctx.map_edits(model, cid).is_file()))
             if not done:
-                pre = ctx.preprocessed_case(row["set"], row["case_id"])
-                healthy = pseudo_healthy(ctx, model, pre, cache, parts[row["case_id"]])
+                pre = ctx.preprocessed_case(row["set"], cid)
+                healthy = pseudo_healthy(ctx, model, pre, cache, parts[cid])
+                twin = twin_stack(ctx, pre) if twins else None
+                if twin is not None:  # phantoms: how far G(x) is from the twin, while G(x) is at hand
+                    st = pre.stack(CROPPED)
+                    write_json(ctx.map_edits(model, cid), edit_sums(st.images, healthy, twin, st.gland, st.lesion,
+                                                                    st.zones))
                 for seq, image in case_maps(pre, healthy, kernel_size).items():
-                    write_image(image, ctx.map_file(model, row["case_id"], seq))
-            rows.append({"model": model, "set": row["set"], "case_id": row["case_id"], "reused": done})
+                    write_image(image, ctx.map_file(model, cid, seq))
+            rows.append({"model": model, "set": row["set"], "case_id": cid, "reused": done})
         if shard is not None:
             continue
+        # the oracle is the truth itself: it saw no case
+        seen = [] if model == ORACLE else cases_seen(cases, get(model).uses_labels)
         write_record(record, key, model=model, complete=True, display_name=display_name(model), kernel_size=kernel_size,
                      checkpoints=ckpts, cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
-                     leak_free=any(p is not None for p in parts.values()),
-                     seen_by_model=cases_seen(cases, get(model).uses_labels))
+                     leak_free=any(p is not None for p in parts.values()), seen_by_model=seen)
     return pd.DataFrame(rows)
 
 
@@ -124,8 +143,29 @@ def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, sho
                            "zones": zones}
 
     table = quality_table(samples())
+    edits = edit_table(ctx, models, labeled)
+    if len(edits):
+        table = table.merge(edits, on=["model", "sequence", "zone", "set"], how="left")
     table["set"] = table["set"].map({VAL: EVALUATED_SPLITS[VAL], TEST: "test"})
     return table
+
+
+def edit_table(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame) -> pd.DataFrame:
+    """Phantoms: lesion removal, lesion edit and healthy change per model, sequence, zone and split,
+    pooled over ``cases``' lesion slices (from each case's ``<case>_edits.json``); empty for real data."""
+    rows = []
+    for model in models:
+        found = {cid: ctx.map_edits(model, cid) for cid in cases["case_id"]}
+        if not any(p.is_file() for p in found.values()):
+            continue
+        sums = {cid: read_json(p) for cid, p in found.items() if p.is_file()}
+        for split, group in cases.groupby("split", sort=False):
+            parts = [sums[cid] for cid in group["case_id"] if cid in sums]
+            for seq in SEQUENCES:
+                for zone in EDIT_ZONES:
+                    rows.append({"model": model, "sequence": seq, "zone": zone, "set": split,
+                                 **edit_scores(p[seq][zone] for p in parts)})
+    return pd.DataFrame(rows)
 
 
 def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: Sequence[str], kernel_size: int,
@@ -145,8 +185,10 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
         k = int(row["slice"])
         images = st.images[:, k:k + 1]
         gland = st.gland[k:k + 1]
-        recs = {m: reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), CROPPED,
-                                     gland[:, None].astype(np.float32), cache).transpose(1, 0, 2, 3) for m in models}
+        pre = ctx.preprocessed_case(row["set"], row["case_id"])
+        recs = {m: (pseudo_healthy(ctx, m, pre)[:, k:k + 1] if m == ORACLE else
+                    reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), CROPPED, gland[:, None].astype(np.float32),
+                                      cache).transpose(1, 0, 2, 3)) for m in models}
         maps = {m: slice_maps(images, recs[m], gland, kernel_size) for m in models}
         vmax = max(float(maps[m].max()) for m in models) or 1.0
         for c, seq in enumerate(SEQUENCES):

@@ -16,7 +16,7 @@ from adunet_lib.anomaly_models.checkpoint import load_model
 from adunet_lib.anomaly_models.data import channels_of
 from adunet_lib.errors import AdunetError
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import CROPPED
+from adunet_lib.vocabulary import CROPPED, ORACLE
 
 
 def checkpoints(ctx: RunContext, model: str, mode: str = CROPPED, part: int | None = None) -> list[tuple[str, Path]]:
@@ -36,6 +36,9 @@ def reconstruct_stack(ctx: RunContext, model: str, images: np.ndarray, mode: str
     For cropped images the result is masked to the gland like the input. ``cache`` keeps loaded
     models between calls; ``part``: the cross-fitted model of a map part (leak-free maps).
     """
+    if model == ORACLE:
+        raise AdunetError(f"the {ORACLE} reconstructs whole preprocessed cases (its twin), not loose slices: "
+                          "use pseudo_healthy()")
     cache = {} if cache is None else cache
     out = np.zeros_like(images)
     for sequence, path in checkpoints(ctx, model, mode, part):
@@ -51,7 +54,12 @@ def reconstruct_stack(ctx: RunContext, model: str, images: np.ndarray, mode: str
 
 def pseudo_healthy(ctx: RunContext, model: str, pre, cache: dict | None = None, part: int | None = None) -> np.ndarray:
     """G(x) for every gland slice of a preprocessed case, ``(3, n, S, S)`` (non-gland slices: the input);
-    ``part``: use the cross-fitted model that never saw this case (leak-free maps)."""
+    ``part``: use the cross-fitted model that never saw this case (leak-free maps). The ``oracle``
+    (phantom runs) gives the case's lesion-free twin."""
+    if model == ORACLE:
+        from adunet_lib.anomaly_models.oracle import oracle_slices
+
+        return oracle_slices(ctx, pre)
     st = pre.stack(CROPPED)
     keep = st.gland_slices()
     out = st.images.copy()

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from adunet_lib.anomaly_models.base import ReconstructionModel
+from adunet_lib.vocabulary import ORACLE, ORACLE_DISPLAY
 
 MODELS: dict[str, type[ReconstructionModel]] = {}
 
@@ -34,6 +35,8 @@ def register(name: str, display_name: str | None = None):
     ``display_name`` is how tables and figures call it (default: the class's, else ``name``)."""
 
     def wrap(cls: type[ReconstructionModel]) -> type[ReconstructionModel]:
+        if name == ORACLE:
+            raise ValueError(f"model name {ORACLE!r} is reserved for the phantoms' lesion-free twin")
         if name in MODELS and MODELS[name] is not cls:
             raise ValueError(f"model name {name!r} is already registered by {MODELS[name].__qualname__}")
         cls.name = name
@@ -65,6 +68,8 @@ def available() -> list[str]:
 
 def display_name(name: str) -> str:
     """How tables and figures name model ``name`` (unknown names are shown as they are)."""
+    if name == ORACLE:
+        return ORACLE_DISPLAY
     _load_builtins()
     return MODELS[name].display_name if name in MODELS else name
 

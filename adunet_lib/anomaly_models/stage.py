@@ -19,6 +19,7 @@ import pandas as pd
 from adunet_lib.anomaly_models.data import SliceData, cohort_slices, load_slices, map_parts
 from adunet_lib.anomaly_models.inference import reconstruct_stack
 from adunet_lib.anomaly_models.metrics import reconstruction_table
+from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_stack
 from adunet_lib.anomaly_models.registry import available, display_name, get
 from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.errors import AdunetError, ParamsError
@@ -84,12 +85,14 @@ def evaluate_models(ctx: RunContext, models: Sequence[str], slices: pd.DataFrame
     """Mean SSIM / PSNR per model and sequence on one split: inside the gland for cropped images
     (``ssim``/``psnr``) and over the whole slice (``ssim_slice``/``psnr_slice``, which the masked-out
     background inflates for cropped images; the same numbers for full images)."""
-    table = slices[(slices["split"] == split) & (slices["set"] == set_name)]
-    if healthy_only:
-        table = table[table["label"] == HEALTHY]
+    everything = slices[(slices["split"] == split) & (slices["set"] == set_name)]
+    table = everything[everything["label"] == HEALTHY] if healthy_only else everything
     if table.empty:
         return pd.DataFrame()
     data = load_slices(ctx, table, "all", mode)
+    lesion_rows = everything[everything["label"] == LESION]
+    edits = (lesion_edits(ctx, models, lesion_rows, mode) if has_twins(ctx) and len(lesion_rows)
+             else {})
     rows = []
     for model in models:
         rec = reconstruct_stack(ctx, model, data.images, mode, data.masks)
@@ -100,8 +103,30 @@ def evaluate_models(ctx: RunContext, models: Sequence[str], slices: pd.DataFrame
             rows.append({"model": model, "mode": mode, "set": set_name, "split": split, "sequence": seq,
                          "ssim": group["ssim"].mean(), "psnr": group["psnr"].replace(np.inf, np.nan).mean(),
                          "ssim_slice": slice_group["ssim"].mean(),
-                         "psnr_slice": slice_group["psnr"].replace(np.inf, np.nan).mean(), "slices": len(group)})
+                         "psnr_slice": slice_group["psnr"].replace(np.inf, np.nan).mean(), "slices": len(group),
+                         **edits.get(model, {}).get(seq, {})})
     return pd.DataFrame(rows)
+
+
+def lesion_edits(ctx: RunContext, models: Sequence[str], lesion_rows: pd.DataFrame, mode: str) -> dict:
+    """Phantoms: model → sequence → lesion removal, lesion edit and healthy change on the lesion slices of
+    ``lesion_rows``, against each case's lesion-free twin (see :mod:`~adunet_lib.anomaly_models.oracle`)."""
+    data = load_slices(ctx, lesion_rows, "all", mode)
+    twins = []
+    for (set_name, case_id), rows in data.index.groupby(["set", "case_id"], sort=False):
+        twin = twin_stack(ctx, ctx.preprocessed_case(set_name, case_id), mode)
+        if twin is None:
+            return {}
+        twins.append(twin[:, rows["slice"].to_numpy()])
+    twin = np.concatenate(twins, axis=1)
+    gland, lesion = data.masks[:, 0], data.lesions[:, 0]
+    out = {}
+    for model in models:
+        rec = reconstruct_stack(ctx, model, data.images, mode, data.masks)
+        sums = edit_sums(data.images.transpose(1, 0, 2, 3), rec.transpose(1, 0, 2, 3), twin, gland, lesion,
+                         gland.astype(np.uint8))
+        out[model] = {seq: edit_scores([sums[seq]["gland"]]) for seq in SEQUENCES}
+    return out
 
 
 def measure_models(ctx: RunContext, models: Sequence[str], slices: pd.DataFrame, modes: Sequence[str]) -> pd.DataFrame:
@@ -160,6 +185,18 @@ TABLE1_NOTE = ("Healthy slices only (on lesion slices a good pseudo-healthy mode
                "cases; test: the external set. DWI = the high-b image (hbv).")
 
 
+#: Phantom runs only: how each model edits lesion slices against the lesion-free twin (Table I columns).
+PHANTOM_COLUMNS = {"lesion_removal": "lesion removal", "healthy_change": "healthy |G(x) − x|"}
+PHANTOM_NOTE = (" Phantoms only — on lesion slices, against each study's lesion-free twin: *lesion removal* is the "
+                "share of the lesion's intensity change (x − twin) that G(x) undoes (1 = removed, 0 = untouched); "
+                "*healthy |G(x) − x|* is the mean change on the gland outside the lesion (0 = kept).")
+
+
+def table1_note(table: pd.DataFrame) -> str:
+    """Table I's note, with what the phantom columns mean when the table has them."""
+    return TABLE1_NOTE + (PHANTOM_NOTE if any(c in table for c in PHANTOM_COLUMNS.values()) else "")
+
+
 def best_model(ctx: RunContext, models: Sequence[str] | None = None) -> str:
     """The model with the highest mean SSIM on cropped validation images (how the paper picked FP-GAN)."""
     scores = {}
@@ -198,6 +235,8 @@ def table1(ctx: RunContext, models: Sequence[str] | None = None) -> pd.DataFrame
                                  "SSIM (whole slice)": float(hit["ssim_slice"].iloc[0]),
                                  "PSNR (dB, whole slice)": float(hit["psnr_slice"].iloc[0]),
                                  "slices": int(hit["slices"].iloc[0]),
+                                 **{label: float(hit[column].iloc[0]) for column, label in PHANTOM_COLUMNS.items()
+                                    if column in hit},
                                  **dict(zip(("paper SSIM", "paper PSNR (dB)"),
                                             PAPER_TABLE1.get((block, display_name(model), SEQUENCE_DISPLAY[seq]),
                                                              (np.nan, np.nan))))})

@@ -209,8 +209,12 @@ class Phantom:
 
     # -- signal ------------------------------------------------------------------------------
     def evaluate(self, q: np.ndarray, b_value: float, sequences: tuple[str, ...] = ("t2w", "adc", "hbv"),
-                 labels: bool = False) -> dict[str, np.ndarray]:
-        """Signals (and, with ``labels``, zones and the lesion label) at patient-frame points ``q``."""
+                 labels: bool = False, twin: bool = False) -> dict[str, np.ndarray]:
+        """Signals (and, with ``labels``, zones and the lesion label) at patient-frame points ``q``.
+
+        With ``twin``, also the lesion-free twin's signals (``<seq>_twin``): the same anatomy, texture and
+        mimics, the csPCa lesions left out. Where no lesion reaches, its factor is exactly 1, so the twin
+        equals the image there bit for bit."""
         g_in = self.gland_inside(q)
         t_in = self.tz_inside(q)
         gland = _soft(g_in)
@@ -235,6 +239,7 @@ class Phantom:
             # TZ is nodular (BPH); every tissue has some texture
             texture = 1 + 0.05 * self.texture[seq](q) + tz * 0.12 * nodules * (1 if seq != "adc" else 0.6)
             out[seq] = value * texture
+        healthy = dict(out) if twin else {}
         members = []
         for blob, is_lesion in [(b, True) for b in self.lesions] + [(b, False) for b in self.mimics]:
             member = self.blob_membership(blob, q, g_in)
@@ -250,8 +255,13 @@ class Phantom:
             for seq, factor in (("t2w", 1 - t2_drop * m), ("adc", 1 - adc_drop * m), ("s0", 1 + s0_gain * m)):
                 if seq in out:
                     out[seq] = out[seq] * factor
+                if seq in healthy and not is_lesion:  # the twin keeps the mimics
+                    healthy[seq] = healthy[seq] * factor
         if "adc" in out:
             out["hbv"] = out.pop("s0") * np.exp(-b_value * np.clip(out["adc"], 0, None) * 1e-6)
+        if "adc" in healthy:
+            healthy["hbv"] = healthy.pop("s0") * np.exp(-b_value * np.clip(healthy["adc"], 0, None) * 1e-6)
+        out.update({f"{seq}_twin": value for seq, value in healthy.items()})
         if labels:
             gland_hard = g_in > 0
             out["zones"] = np.where((t_in > 0) & gland_hard, 2, np.where(gland_hard, 1, 0)).astype(np.uint8)
@@ -287,8 +297,11 @@ def _bias_field(rng: np.random.Generator, q: np.ndarray, strength: float) -> np.
                   + coef[4] * (u[:, 1] ** 2 - 0.3))
 
 
-def _rician(rng: np.random.Generator, signal: np.ndarray, sigma: float) -> np.ndarray:
-    return np.hypot(signal + rng.normal(0, sigma, signal.shape), rng.normal(0, sigma, signal.shape))
+def _rician(rng: np.random.Generator, signals: tuple[np.ndarray, ...], sigma: float) -> tuple[np.ndarray, ...]:
+    """Rician noise of one draw on each of ``signals`` (an image and its twin: the same realisation)."""
+    real = rng.normal(0, sigma, signals[0].shape)
+    imaginary = rng.normal(0, sigma, signals[0].shape)
+    return tuple(np.hypot(s + real, imaginary) for s in signals)
 
 
 def synthesize_case(index: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
@@ -317,20 +330,25 @@ def synthesize_case(index: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
     # DWI voxels are large: average sub-voxel samples for partial volume
     t2_points = _grid_points(t2_geo)[0]
     dwi_points = _grid_points(dwi_geo, xy_offsets=(-0.25, 0.25))
-    t2_eval = phantom.evaluate(phantom.local(t2_points), cfg.b_value, sequences=("t2w",), labels=True)
-    dwi_sigs = [phantom.evaluate(phantom.local(p), cfg.b_value) for p in dwi_points]
-    adc = np.mean([s["adc"] for s in dwi_sigs], axis=0)
-    hbv = np.mean([s["hbv"] for s in dwi_sigs], axis=0)
+    # the lesion-free twin goes through the same bias fields and the same noise draws: only the lesion differs
+    t2_eval = phantom.evaluate(phantom.local(t2_points), cfg.b_value, sequences=("t2w",), labels=True, twin=True)
+    dwi_sigs = [phantom.evaluate(phantom.local(p), cfg.b_value, twin=True) for p in dwi_points]
+    adc, adc_twin = (np.mean([s[key] for s in dwi_sigs], axis=0) for key in ("adc", "adc_twin"))
+    hbv, hbv_twin = (np.mean([s[key] for s in dwi_sigs], axis=0) for key in ("hbv", "hbv_twin"))
 
-    t2 = t2_eval["t2w"] * _bias_field(rng, t2_points - center, cfg.bias)
-    hbv = hbv * _bias_field(rng, dwi_points[0] - center, cfg.bias * 0.5)
+    t2_bias = _bias_field(rng, t2_points - center, cfg.bias)
+    t2, t2_twin = t2_eval["t2w"] * t2_bias, t2_eval["t2w_twin"] * t2_bias
+    hbv_bias = _bias_field(rng, dwi_points[0] - center, cfg.bias * 0.5)
+    hbv, hbv_twin = hbv * hbv_bias, hbv_twin * hbv_bias
     pz_t2, pz_adc = phantom.tissue["pz"][0], phantom.tissue["pz"][1]
     pz_hbv = phantom.tissue["pz"][2] * np.exp(-cfg.b_value * pz_adc * 1e-6)
-    t2 = _rician(rng, t2, cfg.noise["t2w"] * pz_t2)
-    adc = np.clip(adc + rng.normal(0, cfg.noise["adc"] * pz_adc, adc.shape), 0, None)
-    hbv = _rician(rng, hbv, cfg.noise["hbv"] * pz_hbv)
+    t2, t2_twin = _rician(rng, (t2, t2_twin), cfg.noise["t2w"] * pz_t2)
+    adc_noise = rng.normal(0, cfg.noise["adc"] * pz_adc, adc.shape)
+    adc, adc_twin = np.clip(adc + adc_noise, 0, None), np.clip(adc_twin + adc_noise, 0, None)
+    hbv, hbv_twin = _rician(rng, (hbv, hbv_twin), cfg.noise["hbv"] * pz_hbv)
     # scanner-specific T2W intensity mapping
     t2 = cfg.t2w_scale * 1000.0 * (t2 / 1000.0) ** cfg.t2w_gamma
+    t2_twin = cfg.t2w_scale * 1000.0 * (t2_twin / 1000.0) ** cfg.t2w_gamma
 
     def volume(values: np.ndarray, geo: Geometry, dtype) -> Image:
         arr = values.reshape(geo.shape)
@@ -351,6 +369,9 @@ def synthesize_case(index: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
         "lesion": volume(lesion, t2_geo, np.uint8),
         "isup": max([b["isup"] for b in phantom.lesions], default=0),
         "facts": facts,
+        # ground truth that real data never has: what a perfect pseudo-healthy model would give
+        "twin": {"t2w": volume(t2_twin, t2_geo, np.uint16), "adc": volume(adc_twin, dwi_geo, np.uint16),
+                 "hbv": volume(hbv_twin * 10.0, dwi_geo, np.uint16)},
     }
 
 
@@ -359,7 +380,7 @@ LAYOUTS = ("picai", "prostate158", "manifest")
 
 def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "internal",
                       config: SynthConfig | None = None, show_progress: bool = True, layout: str = "picai",
-                      without_masks: int = 0) -> Path:
+                      without_masks: int = 0, twins: str | Path | None = None) -> Path:
     """Write ``cases`` synthetic studies under ``out`` in a real dataset's layout; returns what
     :func:`~adunet_lib.data.readers.open_dataset` opens (the folder, or the manifest file).
 
@@ -376,6 +397,11 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
 
     ``without_masks`` k > 0: every k-th study has no anatomical mask at all (PI-CAI and manifest
     layouts; as the real ``px0218`` in PI-CAI layout), so its crop needs a predicted one.
+
+    ``twins``: a folder outside the dataset that gets every study's lesion-free twin,
+    ``<twins>/<case id>/<seq>.mha`` on the study's own grids (same anatomy, bias fields, noise draws and
+    mimics; the csPCa lesions left out; a study without lesions is its own twin). No reader looks there:
+    it is the ground truth a perfect pseudo-healthy model would reproduce (the run's ``oracle``).
 
     ``synth.json`` (settings and per-case lesion facts) is written last; a cohort already written
     with the same settings is kept (resumable).
@@ -396,14 +422,23 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
         settings["without_masks"] = without_masks
     meta_path = out / "synth.json"
     entry = out / "manifest.csv" if layout == "manifest" else out
-    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("settings") == json.loads(json.dumps(settings)):
-        return entry
+    twins = Path(twins) if twins is not None else None
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("settings") == json.loads(json.dumps(settings)) and (
+                twins is None or all((twins / cid / f"{seq}.mha").is_file() for cid in meta.get("cases", {})
+                                     for seq in ("t2w", "adc", "hbv"))):
+            return entry
     writer = {"picai": _PicaiWriter, "prostate158": _Prostate158Writer, "manifest": _ManifestWriter}[layout](out, cfg)
     facts = {}
     for i in progress(range(cases), desc=f"synth {site}", enabled=show_progress, unit="case"):
         data = synthesize_case(i, seed, cfg)
         data["no_masks"] = bool(without_masks) and i % without_masks == without_masks - 1
-        facts[writer.write(i, data)] = data["facts"]
+        case_id = writer.write(i, data)
+        facts[case_id] = data["facts"]
+        if twins is not None:
+            for seq, image in data["twin"].items():
+                write_image(image, twins / case_id / f"{seq}.mha")
     writer.finish()
     # written last: its presence marks a complete cohort
     write_json(meta_path, {"settings": settings, "cases": facts})

@@ -322,6 +322,39 @@ def preprocess_case(loaded: LoadedCase, config: PreprocessConfig = PreprocessCon
     )
 
 
+def twin_stacks(pre: PreprocessedCase, twin: dict[str, Image]) -> dict[str, np.ndarray]:
+    """A phantom's lesion-free twin (``sequence → image`` on the study's own grids) on the case's model
+    slices, ``mode → (3, n, S, S)``: resampled as the case was (:meth:`PreprocessedCase.to_slices`),
+    scaled by the *case's* intensity percentiles (not its own, so x − twin is the lesion alone) and
+    masked to the gland like the case's cropped slices."""
+    out = {}
+    for mode, st in pre.stacks.items():
+        volumes = [rescale(pre.to_slices(twin[seq], mode), st.norm[seq]) for seq in SEQUENCES]
+        stack = np.stack(volumes).astype(np.float32)
+        out[mode] = stack * st.gland[None] if mode == CROPPED else stack
+    return out
+
+
+def save_twin(path: str | Path, stacks: dict[str, np.ndarray], stamp: str) -> Path:
+    """``twins/<set>/<case>.npz``: the twin per mode and the stamp of the preprocessed case it matches."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, stamp=np.array(stamp), **{f"images_{m}": v for m, v in stacks.items()})
+    return Path(path)
+
+
+def load_twin(path: str | Path, stamp: str | None = None) -> dict[str, np.ndarray] | None:
+    """The twin's slices per mode, or None when there is none (or it was made for another preprocessing
+    of its case than ``stamp``)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if stamp is not None and str(data["stamp"]) != stamp:
+            return None
+        return {k.removeprefix("images_"): data[k] for k in data.files if k.startswith("images_")}
+
+
 def write_t2w_volumes(loaded: LoadedCase, folder: str | Path) -> list[Path]:
     """Copy a case into the run: its sequences and masks as ``<volume>.mha`` on its T2W grid
     (ADC and hbv resampled once, here), so later stages never read the source dataset again."""

@@ -17,8 +17,9 @@ from adunet_lib.data.readers import Dataset, open_dataset
 from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path, write_json
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, folds_from_splits, preprocess_dataset,
-                                               slice_table)
+from adunet_lib.data.case import read_case_image
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, folds_from_splits, load_twin,
+                                               preprocess_dataset, save_twin, slice_table, twin_stacks)
 from adunet_lib.run_folder import RunContext, resolve
 from adunet_lib.vocabulary import ANOMALY_COHORTS, CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
@@ -53,7 +54,8 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
             site = EXTERNAL if set_name == EXTERNAL else INTERNAL
             path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.data_seed, site=site,
                                      show_progress=show_progress, layout=layouts[set_name],
-                                     without_masks=without_masks if set_name == INTERNAL else 0)
+                                     without_masks=without_masks if set_name == INTERNAL else 0,
+                                     twins=ctx.twins_dir(set_name))
             out[set_name] = open_dataset(path, site=f"synthetic-{site}", **options)
         else:
             out[set_name] = open_dataset(resolve(source), site=set_name, **options)
@@ -102,6 +104,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                                        volumes_dir=ctx.cases_dir(set_name))
         skipped.extend(bad)
         pres = {cid: ctx.preprocessed_case(set_name, cid) for cid in done}
+        preprocess_twins(ctx, set_name, pres)
         if set_name == INTERNAL and splits_file:
             folds = folds_from_splits(resolve(splits_file), [(cid, dataset[cid].patient) for cid in pres])
             n_folds = max(folds.values(), default=0) + 1
@@ -148,6 +151,24 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                            for k, v in datasets.items()},
                  warnings=[w for v in datasets.values() for w in v.warnings], skipped=skipped)
     return CohortTables(cases, slices, skipped)
+
+
+def preprocess_twins(ctx: RunContext, set_name: str, pres: dict[str, Any]) -> int:
+    """Synthetic sets: each case's lesion-free twin on its model slices (``twins/<set>/<case>.npz``), made
+    exactly as the case was; redone when the case's preprocessing changed. Real sets have no twins.
+    Returns the number of twins made."""
+    folder = ctx.twins_dir(set_name)
+    if not folder.is_dir():
+        return 0
+    made = 0
+    for cid, pre in pres.items():
+        target = ctx.twin_slices(set_name, cid)
+        if load_twin(target, pre.stamp) is not None:
+            continue
+        twin = {seq: read_case_image(cid, folder / cid / f"{seq}.mha", f"{seq} twin") for seq in SEQUENCES}
+        save_twin(target, twin_stacks(pre, twin), pre.stamp)
+        made += 1
+    return made
 
 
 def anomaly_training_cases(cases: pd.DataFrame, cohort: str, patients: int, seed: int) -> set[str]:

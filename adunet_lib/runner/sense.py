@@ -178,6 +178,22 @@ def _check_choices(params: Any, by_block: dict[str, dict[str, Any]]) -> None:
     if unknown or ("variants" in seg and not seg["variants"]):
         raise ParamsError(f"{_where(params, 'segmentation', 'variants')}: {unknown or 'none'}; variants are "
                           f"{', '.join(VARIANTS)}")
+    _check_oracle(params, seg)
+
+
+def _check_oracle(params: Any, seg: dict[str, Any]) -> None:
+    """The oracle's maps come from the phantoms' lesion-free twins: every set must be synthetic."""
+    from adunet_lib.vocabulary import ORACLE, ORACLE_VARIANTS
+
+    wanted = [v for v in seg.get("variants", []) if v in ORACLE_VARIANTS]
+    key = "variants" if wanted else "map_model"
+    if not wanted and seg.get("map_model") != ORACLE:
+        return
+    real = [f"{k} = {seg[k]!r}" for k in ("internal_data", "external_data")
+            if seg.get(k, "synthetic") not in ("synthetic", "none", "")]
+    if real:
+        raise ParamsError(f"{_where(params, 'segmentation', key)}: {', '.join(wanted) or ORACLE} needs the oracle's "
+                          f"maps, which only synthetic cohorts have (their lesion-free twins); {', '.join(real)}")
 
 
 def _check_models(params: Any, block: str, values: dict[str, Any], slice_size: int) -> None:

@@ -67,10 +67,10 @@ def job_graph(params_path: str | Path, shards: int = 2, gpus: int = 0, root: str
     complete = Job("maps", [*adunet, "run", params, "--stage", "05"], [m.name for m in maps], min(gpus, 1))
     jobs += [*maps, complete]
     _, seg = unit_values(params, "06", root)
-    from adunet_lib.vocabulary import variant
+    from adunet_lib.vocabulary import table_variants, variant
 
     segmenters = []
-    for name in seg["variants"]:
+    for name in table_variants(seg["variants"], seg.get("oracle_row", False), (seg["internal_data"], seg["external_data"])):
         for fold in seg["folds"]:
             after = [complete.name] if variant(name).maps else first
             segmenters.append(Job(f"nnunet_{name}_fold{fold}", [*adunet, "run", params, "--stage", "06", "--variant",

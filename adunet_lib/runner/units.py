@@ -132,7 +132,7 @@ def _train(nb: Notebook, values: dict[str, Any], models: list[str] | None, devic
 
 def _maps(values: dict[str, Any], models: list[str] | None, shard: str | None, device: str | None,
           show_progress: bool, log: Callable[[str], None]) -> None:
-    from adunet_lib.anomaly_maps.stage import generate_maps, parse_shard
+    from adunet_lib.anomaly_maps.stage import generate_maps, map_models, parse_shard
 
     from adunet_lib.anomaly_models import distributed
 
@@ -140,7 +140,7 @@ def _maps(values: dict[str, Any], models: list[str] | None, shard: str | None, d
         raise AdunetError("--stage 05 runs as one process per shard (--shard K/N), not under torchrun")
     part = parse_shard(shard) if shard is not None else None
     folder = _prepared(values)
-    chosen = list(models or values["models"] or folder.trained_models())
+    chosen = list(models or values["models"] or map_models(folder))
     if not chosen:
         raise AdunetError(f"{folder.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
     suffix = f"_{part[0]}of{part[1]}" if part else ""
@@ -164,11 +164,15 @@ def _segmentation(values: dict[str, Any], variants: list[str] | None, folds: lis
         raise AdunetError("--stage 06 runs nnU-Net's own multi-GPU training (segmentation.num_gpus), not under torchrun")
     known = {f.name for f in dataclasses.fields(SegmentationSettings)} - {"num_processes"}
     settings = SegmentationSettings.from_params(**{k: values[k] for k in known if k in values})
-    chosen = list(variants or values["variants"])
-    outside = [v for v in chosen if v not in values["variants"]]
+    from adunet_lib.vocabulary import table_variants
+
+    known_variants = table_variants(values["variants"], values.get("oracle_row", False),
+                                    (values["internal_data"], values["external_data"]))
+    chosen = list(variants or known_variants)
+    outside = [v for v in chosen if v not in known_variants]
     if outside:
         raise ParamsError(f"--variant {', '.join(outside)}: not among segmentation.variants "
-                          f"({', '.join(values['variants'])})")
+                          f"({', '.join(known_variants)})")
     folds = list(folds or settings.folds)
     with _context(values, device, [f"nnunet_{v}_fold{k}" for v in chosen for k in folds], log) as ctx:
         cases, _ = ctx.tables()

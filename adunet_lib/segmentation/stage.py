@@ -129,6 +129,7 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
                 settings: SegmentationSettings, log: Callable[[str], None] = print) -> dict[str, float]:
     """All nnU-Net steps for one variant in one child process (each skipped when its outputs exist)."""
     spec = variant(variant_name)
+    map_model = spec.maps_from(map_model)  # the oracle row always takes the twin's maps
     dataset_id, name = ctx.nnunet_dataset(spec.name, settings.base_dataset_id)
     t = time.perf_counter()
     with exclusive(ctx.nnunet_dataset_lock(name)):  # fold units of this variant may be planning it
@@ -162,6 +163,7 @@ def train_folds(ctx: RunContext, variant_name: str, folds: Sequence[int], cases:
     Returns the number of folds trained here.
     """
     spec = variant(variant_name)
+    map_model = spec.maps_from(map_model)
     unknown = [f for f in folds if f not in settings.folds]
     if unknown:
         raise AdunetError(f"--fold {', '.join(map(str, unknown))}: not among segmentation.folds {list(settings.folds)}")
