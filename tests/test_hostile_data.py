@@ -102,6 +102,20 @@ def test_coronal_and_sagittal_t2w_of_the_real_studies_are_named_as_such(capsys, 
         f"note: {folder / f'11373_1001396_{plane}.mha'}: not used: coronal/sagittal T2W is not part of bpMRI input "
         "(t2w, adc, hbv)" for plane in ("cor", "sag")]
 
+def test_a_windows_export_with_upper_case_names_is_read_and_said_once(capsys, realdata_copy):
+    folder = realdata_copy / "images" / "11373"
+    for seq in ("t2w", "adc", "hbv"):  # as a Windows export writes them
+        (folder / f"11373_1001396_{seq}.mha").rename(folder / f"11373_1001396_{seq.upper()}.MHA")
+    (realdata_copy / "images" / "10795" / "10795_1000811_hbv.mha").rename(
+        realdata_copy / "images" / "10795" / "10795_1000811_Hbv.mha")
+    code, lines, _ = check(capsys, realdata_copy)
+    assert code == 0 and lines[0] == f"read 3 case(s) from {realdata_copy} (picai layout)"
+    assert notes(lines) == [f"note: {realdata_copy}: 4 image(s) named in upper case (e.g. 10795_1000811_Hbv.mha, "
+                            "as a Windows export writes them) read as their lower-case PI-CAI names"]
+    case = open_dataset(realdata_copy)["11373_1001396"]
+    assert case.images["t2w"] == folder / "11373_1001396_T2W.MHA" and load_case(case).cspca is True
+
+
 
 def test_hidden_files_are_counted_in_one_line(capsys, cohort_copy):
     folder, _ = first_patient(cohort_copy)

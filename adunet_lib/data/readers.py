@@ -30,7 +30,8 @@ PICAI_GLAND_ROOT = "anatomical_delineations/whole_gland"
 PICAI_ZONES_ROOT = "anatomical_delineations/zonal_pz_tz"
 PICAI_MARKSHEET = "clinical_information/marksheet.csv"
 #: A PI-CAI image: ``<patient>_<study>_<sequence>`` (+ an image suffix) in ``images/<patient>/``.
-PICAI_IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<seq>t2w|adc|hbv)$")
+#: The sequence name is matched in any case: a Windows export writes ``<pid>_<sid>_T2W.mha``.
+PICAI_IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<seq>t2w|adc|hbv)$", re.IGNORECASE)
 MARKSHEET_COLUMNS = ("patient_id", "study_id", "case_csPCa")
 #: csPCa cells (marksheet ``case_csPCa``, manifest ``cspca``), upper-cased; an empty cell means "not recorded".
 CSPCA_VALUES = {"YES": True, "TRUE": True, "1": True, "NO": False, "FALSE": False, "0": False}
@@ -60,6 +61,8 @@ class Dataset:
             the masks of every label source for the cases read, marksheets and split CSVs.
         unused: every other file or folder under ``root`` with why (documentation excepted), sorted.
         hidden: hidden files and folders under ``root`` (``.DS_Store``, ``.git``), not read.
+        remarks: how the reader read what it read, when a user might not expect it (e.g. upper-case
+            file names read case-insensitively); one line each, never a problem.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Dataset:
     layout: str
     cases: tuple[Case, ...]
     warnings: tuple[str, ...] = ()
+    remarks: tuple[str, ...] = ()
     used: frozenset[Path] = frozenset()
     unused: tuple[Unused, ...] = ()
     hidden: tuple[Path, ...] = ()
@@ -90,14 +94,15 @@ class Dataset:
 
 def _strip_suffix(name: str) -> tuple[str, str] | None:
     for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)], suffix
     return None
 
 
 def _make_dataset(name: str, root: Path, layout: str, cases: list[Case], where: str,
                   warnings: list[str] | None = None, *, used: Iterable[Path] = (),
-                  why: Mapping[Path, str] | None = None, default_why: str = "") -> Dataset:
+                  why: Mapping[Path, str] | None = None, default_why: str = "",
+                  remarks: Iterable[str] = ()) -> Dataset:
     """The :class:`Dataset`, once case ids are unique and :func:`_survey` has sorted every file under
     ``root`` into used (``used``, or a folder of it), unused (why: ``why`` of the file or its nearest
     folder, else ``default_why``) and hidden."""
@@ -109,7 +114,8 @@ def _make_dataset(name: str, root: Path, layout: str, cases: list[Case], where: 
         raise DatasetError(f"{where}: duplicate case id(s) {', '.join(dupes[:5])}; case ids must be unique")
     resolved, unused, hidden = _survey(root, used, why or {}, default_why)
     return Dataset(name=name, root=root, layout=layout, cases=tuple(sorted(cases, key=lambda c: c.case_id)),
-                   warnings=tuple(warnings or ()), used=resolved, unused=unused, hidden=hidden)
+                   warnings=tuple(warnings or ()), remarks=tuple(remarks), used=resolved, unused=unused,
+                   hidden=hidden)
 
 
 def _within(base: Path, resolved: Path) -> bool:
@@ -303,6 +309,7 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
 
     found: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     patients: dict[str, str] = {}
+    not_lower: list[Path] = []
     for patient_dir in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
         if not patient_dir.is_dir():
             why[patient_dir] = "images are read from patient folders (images/<patient>/)"
@@ -311,9 +318,11 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
             stripped = _strip_suffix(path.name)
             match = PICAI_IMAGE_NAME.match(stripped[0]) if stripped else None
             if match and match["case"].startswith(patient_dir.name + "_"):
-                found[match["case"]][match["seq"]].append(path)
+                found[match["case"]][match["seq"].lower()].append(path)
                 patients[match["case"]] = patient_dir.name
                 used.add(path)
+                if path.name != match["case"] + "_" + match["seq"].lower() + stripped[1]:
+                    not_lower.append(path)
             elif not path.is_dir():
                 why[path] = _picai_stray(path, patient_dir.name)
 
@@ -352,8 +361,11 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
             negative_without_lesion=lesion is None and cspca is False,
             empty_cspca_cell=f"{marksheet}: line {line}" if line and cspca is None else "",
         ))
+    remarks = [f"{len(not_lower)} image(s) named in upper case (e.g. {not_lower[0].name}, as a Windows export writes "
+               f"them) read as their lower-case PI-CAI names"] if not_lower else []
     return _make_dataset(root.name, root, "picai", cases, str(images_dir), warnings, used=used, why=why,
-                         default_why="not part of the PI-CAI layout (images/<patient>/, picai_labels/)")
+                         default_why="not part of the PI-CAI layout (images/<patient>/, picai_labels/)",
+                         remarks=remarks)
 
 
 def _picai_stray(path: Path, patient: str) -> str:

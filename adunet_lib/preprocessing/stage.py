@@ -93,6 +93,9 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
 
     ``mask_origins`` (set → case → ``files`` / ``predicted``) is the zone stage's word on where each
     crop mask came from (a ``mask_source`` column); ``skipped`` lists cases it already left out."""
+    if not splits_file and INTERNAL in datasets:
+        # before any case is read: fewer patients than folds would leave a fold, or the validation split, empty
+        check_fold_count(n_folds, len({case.patient for case in datasets[INTERNAL]}), datasets[INTERNAL].root)
     case_rows, slice_frames, stamps = [], [], []
     skipped = list(skipped or [])
     mask_origins = mask_origins or {}
@@ -107,6 +110,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             n_folds = max(folds.values(), default=0) + 1
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         elif set_name == INTERNAL:
+            check_fold_count(n_folds, len({dataset[cid].patient for cid in pres}), dataset.root, len(bad))
             folds = assign_folds([(cid, p.cspca, dataset[cid].patient) for cid, p in pres.items()], n_folds, ctx.data_seed)
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         else:
@@ -144,10 +148,19 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                  preprocess=config.identity(), n_folds=n_folds, splits_file=str(splits_file or ""),
                  leak_free_maps=int(leak_free_maps), anomaly_cohort={"kind": anomaly_cohort, "patients": int(cases.loc[cases["anomaly_train"], "patient_id"].nunique()),
                                  "cases": int(cases["anomaly_train"].sum())},
-                 datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file()}
-                           for k, v in datasets.items()},
+                 datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file(),
+                               "remarks": list(v.remarks)} for k, v in datasets.items()},
                  warnings=[w for v in datasets.values() for w in v.warnings], skipped=skipped)
     return CohortTables(cases, slices, skipped)
+
+
+def check_fold_count(n_folds: int, patients: int, where: object, skipped: int = 0) -> None:
+    """Stop when the internal set has fewer patients than folds: folds go by patient, so some would
+    stay empty and the run would silently have fewer folds than its params say."""
+    if n_folds > patients:
+        after = f" left after {skipped} skipped case(s)" if skipped else ""
+        raise AdunetError(f"n_folds = {n_folds} but the internal set {where} has {patients} patient(s){after}; "
+                          f"folds go by patient, so set n_folds to at most {patients}")
 
 
 def anomaly_training_cases(cases: pd.DataFrame, cohort: str, patients: int, seed: int) -> set[str]:

@@ -50,6 +50,7 @@ def _data_lines(pre: dict, cases: pd.DataFrame, table2: pd.DataFrame, zone_lines
         lines.append(f"- {set_name} lesion masks by source: " + ", ".join(f"{name} {int(n)}" for name, n in sources.items()))
     lines += [f"- warning: {w}" for w in pre.get("warnings", [])]
     lines += [f"- {name}: {info['cases']} case(s) read in the {info['layout']} layout"
+              + "".join(f"; {remark}" for remark in info.get("remarks", []))
               for name, info in pre.get("datasets", {}).items() if isinstance(info, dict)]
     lines += [f"- skipped: {message}" for _, message in pre.get("skipped", [])]
     lines.append(f"- internal cases in {pre.get('n_folds', '?')} folds by patient, stratified by csPCa"
