@@ -123,7 +123,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             case_rows.append({
                 "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid,
                 "patient_id": dataset[cid].patient, "site": pre.site, "cspca": pre.cspca, "labeled": pre.labeled,
-                "lesion_source": dataset[cid].lesion_source,
+                "lesion_source": dataset[cid].lesion_source, "visible_lesion": dataset[cid].visible_lesion,
                 "mask_source": mask_origins.get(set_name, {}).get(cid, "files"), "gland_slices": len(table),
                 "lesion_slices": int((table["label"] == "lesion").sum()),
                 "box_size_mm": round(pre.box.size[0] * pre.t2w_geometry.spacing[0], 1),
@@ -132,6 +132,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     internal = cases["set"] == INTERNAL
     cases["anomaly_train"] = internal & cases["case_id"].isin(anomaly_training_cases(cases, anomaly_cohort,
                                                                                       anomaly_patients, ctx.data_seed))
+    healthy, by_cspca_alone = healthy_patients(cases)
     parts = map_parts(cases, leak_free_maps, ctx.data_seed)
     cases["map_part"] = [parts.get(cid, -1) if inside else -1 for cid, inside in zip(cases["case_id"], internal)]
     slices = pd.concat(slice_frames, ignore_index=True) if slice_frames else pd.DataFrame()
@@ -147,7 +148,8 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                               "cases": cases[["set", "split", "fold", "case_id"]].values.tolist()}, upstream=stamps),
                  preprocess=config.identity(), n_folds=n_folds, splits_file=str(splits_file or ""),
                  leak_free_maps=int(leak_free_maps), anomaly_cohort={"kind": anomaly_cohort, "patients": int(cases.loc[cases["anomaly_train"], "patient_id"].nunique()),
-                                 "cases": int(cases["anomaly_train"].sum())},
+                                 "cases": int(cases["anomaly_train"].sum()), "healthy_patients": len(healthy),
+                                 "healthy_without_pirads": len(by_cspca_alone)},
                  datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file(),
                                "remarks": list(v.remarks)} for k, v in datasets.items()},
                  warnings=[w for v in datasets.values() for w in v.warnings], skipped=skipped)
@@ -170,13 +172,28 @@ def anomaly_training_cases(cases: pd.DataFrame, cohort: str, patients: int, seed
     train = cases[(cases["set"] == INTERNAL) & (cases["split"] == TRAIN)]
     if cohort == "training_split":
         return set(train["case_id"])
-    labelled = train[train["labeled"].astype(bool)]
-    positive = set(labelled.loc[labelled["cspca"].fillna(False).astype(bool), "patient_id"])
-    healthy = sorted(set(labelled["patient_id"]) - positive - set(train.loc[~train["labeled"].astype(bool), "patient_id"]))
+    healthy, _ = healthy_patients(cases)
     if not healthy:
-        raise AdunetError("anomaly_cohort 'paper': no training-split patient without csPCa")
+        raise AdunetError("anomaly_cohort 'paper': no training-split patient without csPCa and without a visible "
+                          "lesion (PI-RADS ≥ 3 or a lesion mask)")
     chosen = np.random.default_rng(seed).permutation(healthy)[:patients]
     return set(train.loc[train["patient_id"].isin(set(chosen)), "case_id"])
+
+
+def healthy_patients(cases: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The internal training split's patients "without visible abnormality" (the paper's cohort), and
+    those of them whose marksheet records no PI-RADS (they qualify by csPCa alone).
+
+    Every study of the patient must be a labelled csPCa negative with no lesion in its mask and no
+    reported lesion of PI-RADS ≥ 3: a csPCa-negative study can hold a PI-RADS 4 lesion that biopsy
+    called ISUP 1 (the real ``10795``), which a reconstruction model must not learn as healthy."""
+    train = cases[(cases["set"] == INTERNAL) & (cases["split"] == TRAIN)]
+    visible = train["visible_lesion"] if "visible_lesion" in train else pd.Series(None, index=train.index, dtype=object)
+    unhealthy = (~train["labeled"].astype(bool) | train["cspca"].fillna(False).astype(bool)
+                 | (train.get("lesion_slices", pd.Series(0, index=train.index)) > 0) | (visible == True))  # noqa: E712  (None: not recorded)
+    healthy = sorted(set(train["patient_id"]) - set(train.loc[unhealthy, "patient_id"]))
+    unrecorded = set(train.loc[visible.isna(), "patient_id"])
+    return healthy, [p for p in healthy if p in unrecorded]
 
 
 def map_parts(cases: pd.DataFrame, parts: int, seed: int) -> dict[str, int]:
