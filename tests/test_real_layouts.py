@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from adunet_lib.data import load_case, open_dataset, read_picai
+from adunet_lib.data.readers import read_manifest
 from adunet_lib.data.synthetic import SOURCE_CYCLE, synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.preprocessing.pipeline import assign_folds, folds_from_splits
@@ -235,3 +236,12 @@ def test_the_synthetic_marksheet_carries_pirads_so_negative_phantoms_with_visibl
         assert (row.case_csPCa == "YES") == bool(lesions)
     negatives = [c for c in ds.cases if c.cspca is False]
     assert {c.visible_lesion for c in negatives} == {True, False}  # both kinds in the cohort
+
+
+def test_a_manifest_pirads_column_is_read_as_the_marksheets_lesion_list(tmp_path):
+    manifest = synthesize_cohort(tmp_path / "m", cases=2, seed=1, layout="manifest", show_progress=False)
+    rows = manifest.read_text(encoding="utf-8").splitlines()
+    rows = [rows[0] + ",pirads", rows[1] + ',"4,N/A"', rows[2] + ","]
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cases = read_manifest(manifest).cases
+    assert [c.lesion_pirads for c in cases] == [(4,), ()] and [c.visible_lesion for c in cases] == [True, False]

@@ -92,7 +92,7 @@ def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[s
     kind = cohort.get("kind", "training_split")
     lines = [f"- reconstruction models trained on the `{kind}` cohort ({cohort.get('cases', '?')} cases of "
              f"{cohort.get('patients', '?')} patients): {ANOMALY_COHORTS.get(kind, '')}"]
-    if "healthy_patients" in cohort:
+    if kind == "paper" and "healthy_patients" in cohort:
         unrecorded = cohort.get("healthy_without_pirads", 0)
         lines.append(f"- {cohort['healthy_patients']} training-split patient(s) qualify as without visible abnormality "
                      "(every study csPCa-negative, no lesion in its mask, no reported lesion of PI-RADS ≥ 3)"
