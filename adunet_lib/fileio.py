@@ -7,6 +7,7 @@ half-written file under the final name that a later run would trust and skip.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -37,9 +38,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as exc:
+        if disk_full(exc, path.parent):  # named for the file the user asked for, not the hidden temporary one
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+#: Below this much free space, a failed write is taken for a full disk (one block short is full enough).
+DISK_FULL_BYTES = 1 << 20
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged process may still write in ``folder``'s file system."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def disk_full(exc: BaseException, folder: Path) -> bool:
+    """Did a write fail because the disk filled? Libraries say so in their own words — Python's
+    ENOSPC, ITK's "MetaImage: … file stream is fail after write", PyTorch's "file write failed" — so
+    the error number, the text and, failing both, the free space left decide."""
+    if isinstance(exc, OSError):  # Python's own word: permission denied stays permission denied
+        return exc.errno == errno.ENOSPC
+    if "No space left on device" in str(exc):
+        return True
+    try:
+        return free_bytes(folder) < DISK_FULL_BYTES
+    except OSError:
+        return False
 
 
 def current_umask() -> int:

@@ -186,8 +186,10 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
                              work / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}")) for k, image in enumerate(channels)]
     nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
                        "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
-                       "mirroring": settings["mirroring"]}], log, label=f"nnU-Net {variant}", scratch=work)
-    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, stage / f"{case_id}_detection_map.mha")
+                       "mirroring": settings["mirroring"], "checkpoint": settings.get("checkpoint", "final")}],
+                log, label=f"nnU-Net {variant}", scratch=work)
+    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, stage / f"{case_id}_detection_map.mha",
+                          threshold=settings.get("lesion_threshold", "dynamic-fast"))
 
     from adunet_lib.report.figures import save_figure
     from adunet_lib.report.viewer import static_montage

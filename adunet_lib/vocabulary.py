@@ -38,7 +38,7 @@ LABEL_CODES = {HEALTHY: 0, LESION: 1, UNKNOWN: -1}
 #: Which internal cases train the reconstruction models (notebook 01's ``anomaly_cohort``).
 ANOMALY_COHORTS = {
     "training_split": "every internal training-split case (healthy-only models use the csPCa-negative ones)",
-    "paper": "a seeded random subset of `anomaly_patients` training-split patients without csPCa (the paper's "
+    "paper": "a seeded random subset of `anomaly_patients` training-split patients without csPCa and without a visible lesion (PI-RADS ≥ 3 or a lesion mask; the paper's "
              "'100 randomly chosen patients without visible abnormality'); models that also need lesion slices "
              "(FP-GAN, the diffusion classifier) add the lesion slices of the training split's csPCa-positive cases",
 }

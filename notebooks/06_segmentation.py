@@ -52,6 +52,9 @@ base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + the variant'
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
 num_gpus: int = 1  # GPUs per nnU-Net training, data-parallel as nnU-Net's own -num_gpus (needs device: cuda)
 map_normalisation: str = "noNorm"  # nnU-Net normalisation of the map channels: noNorm (maps share one scale), zscore, CT, rescale_to_0_1
+loss: str = "dice_ce"  # nnU-Net training loss: dice_ce (nnU-Net's own) or focal_ce (PI-CAI's baseline: 0.5 focal + 0.5 CE)
+checkpoint: str = "final"  # weights that predict: final (nnU-Net's default) or best (best EMA pseudo-Dice, as PI-CAI's baseline)
+lesion_threshold: str = "dynamic-fast"  # detection-map candidates: dynamic-fast (report_guided_annotation's default) or dynamic (PI-CAI's evaluation)
 
 # %%
 from adunet_lib.run_folder import RunContext
@@ -64,7 +67,7 @@ settings = stage.SegmentationSettings.from_params(
     configuration=configuration, target_spacing=target_spacing, epochs=epochs, iterations_per_epoch=iterations_per_epoch,
     val_iterations_per_epoch=val_iterations_per_epoch, folds=folds, batch_size=batch_size, mirroring=mirroring,
     base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed, map_normalisation=map_normalisation,
-    num_gpus=num_gpus)
+    num_gpus=num_gpus, loss=loss, checkpoint=checkpoint, lesion_threshold=lesion_threshold)
 settings
 
 # %% [markdown]

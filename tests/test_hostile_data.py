@@ -102,6 +102,20 @@ def test_coronal_and_sagittal_t2w_of_the_real_studies_are_named_as_such(capsys, 
         f"note: {folder / f'11373_1001396_{plane}.mha'}: not used: coronal/sagittal T2W is not part of bpMRI input "
         "(t2w, adc, hbv)" for plane in ("cor", "sag")]
 
+def test_a_windows_export_with_upper_case_names_is_read_and_said_once(capsys, realdata_copy):
+    folder = realdata_copy / "images" / "11373"
+    for seq in ("t2w", "adc", "hbv"):  # as a Windows export writes them
+        (folder / f"11373_1001396_{seq}.mha").rename(folder / f"11373_1001396_{seq.upper()}.MHA")
+    (realdata_copy / "images" / "10795" / "10795_1000811_hbv.mha").rename(
+        realdata_copy / "images" / "10795" / "10795_1000811_Hbv.mha")
+    code, lines, _ = check(capsys, realdata_copy)
+    assert code == 0 and lines[0] == f"read 3 case(s) from {realdata_copy} (picai layout)"
+    assert notes(lines) == [f"note: {realdata_copy}: 4 image(s) named in upper case (e.g. 10795_1000811_Hbv.mha, "
+                            "as a Windows export writes them) read as their lower-case PI-CAI names"]
+    case = open_dataset(realdata_copy)["11373_1001396"]
+    assert case.images["t2w"] == folder / "11373_1001396_T2W.MHA" and load_case(case).cspca is True
+
+
 
 def test_hidden_files_are_counted_in_one_line(capsys, cohort_copy):
     folder, _ = first_patient(cohort_copy)
@@ -209,7 +223,7 @@ def test_links_that_stay_inside_the_dataset_are_read_through(capsys, cohort_copy
     (lambda rows: rows[:1] + [rows[1].replace(",YES,", ",maybe,").replace(",NO,", ",maybe,")] + rows[2:],
      "line 2: case_csPCa 'maybe' is not YES or NO (leave the cell empty when it is unknown)"),
     (lambda rows: rows[:2] + [rows[2].rsplit(",", 1)[0]] + rows[3:],
-     "line 3: 4 field(s) where the header has 5; a stray comma or a missing cell shifts the columns"),
+     "line 3: 6 field(s) where the header has 7; a stray comma or a missing cell shifts the columns"),
     (lambda rows: rows[:1] + ["2.0E+04" + rows[1][rows[1].index(","):]] + rows[2:],
      "line 2: patient_id '2.0E+04' is not a number (PI-CAI ids are digits)"),
     (lambda rows: rows + [rows[1]],
@@ -227,12 +241,23 @@ def test_a_malformed_marksheet_row_is_one_line_naming_file_and_line(capsys, coho
 def test_a_marksheet_that_is_not_utf8_or_has_blank_rows(capsys, cohort_copy):
     marksheet = cohort_copy / MARKSHEET
     text = marksheet.read_text(encoding="utf-8")
-    marksheet.write_text(text + ",,,,\n", encoding="utf-8")  # a spreadsheet's empty row: holds nothing
+    marksheet.write_text(text + ",,,,,,\n", encoding="utf-8")  # a spreadsheet's empty row: holds nothing
     code, lines, _ = check(capsys, cohort_copy)
     assert code == 0 and notes(lines) == []
     marksheet.write_bytes(text.replace("SYNTH-INTERNAL", "Universitätsklinik", 1).encode("latin-1"))
     code, _, err = check(capsys, cohort_copy)
     assert code == 2 and err.strip().startswith(f"adunet check: error: {marksheet}: not UTF-8 text (byte ")
+
+
+def test_a_pirads_cell_that_is_not_a_list_of_scores_is_one_line_naming_file_and_line(capsys, realdata_copy):
+    marksheet = realdata_copy / MARKSHEET
+    text = marksheet.read_text(encoding="utf-8")
+    assert ",MRBx,4,4+3," in text  # 11373's one PI-RADS 4 lesion, on line 3
+    marksheet.write_text(text.replace(",MRBx,4,4+3,", ",MRBx,4b,4+3,"), encoding="utf-8")
+    code, lines, err = check(capsys, realdata_copy)
+    assert code == 2 and lines == [] and err.strip() == (
+        f"adunet check: error: {marksheet}: line 3: lesion_PIRADS '4b' is not a list of PI-RADS scores 1-5 "
+        "(N/A for a lesion without one)")
 
 
 def test_an_empty_cspca_cell_with_a_lesion_is_named_and_treated_as_positive(capsys, cohort_copy):

@@ -25,7 +25,7 @@ from adunet_lib.cli import main
 from adunet_lib.data import open_dataset
 from adunet_lib.data.image import read_image, write_image
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, PreprocessedCase, preprocess_dataset
-from conftest import REPO, smoke_params
+from conftest import REPO, make_image, smoke_params
 
 
 def one_error_line(capsys) -> str:
@@ -248,6 +248,58 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_cohort(tmp_path, cap
     err = one_error_line(capsys)
     assert err.startswith("adunet synth: error: No space left on device: ") and str(out) in err
     assert not out.exists()
+
+
+ITK_DISK_FULL = ("Exception thrown in SimpleITK ImageFileWriter_Execute: MetaImage: M_WriteElementData: "
+                 "file stream is fail after write")
+
+
+def test_a_disk_that_fills_inside_simpleitk_is_named_as_full_and_leaves_no_half_written_file(tmp_path, capsys,
+                                                                                              monkeypatch):
+    """SimpleITK does not raise an OSError: its RuntimeError carries ITK's own text; the user reads
+    the same line as for any full disk, naming the file, and no half-written image remains."""
+    import SimpleITK as sitk
+
+    from adunet_lib import fileio
+
+    real, written = sitk.WriteImage, []
+
+    def fills_the_disk(image, name, *args, **kwargs):
+        written.append(name)
+        if len(written) > 4:
+            Path(name).write_bytes(b"ObjectType = Image\n" + b"\0" * 100)  # what ITK had written when the disk filled
+            monkeypatch.setattr(fileio, "free_bytes", lambda folder: 0)
+            raise RuntimeError(ITK_DISK_FULL)
+        return real(image, name, *args, **kwargs)
+
+    monkeypatch.setattr(sitk, "WriteImage", fills_the_disk)
+    out = tmp_path / "cohort"
+    assert main(["synth", str(out), "--cases", "3"]) == 1
+    err = one_error_line(capsys)
+    assert err.startswith("adunet synth: error: No space left on device: ") and str(out) in err
+    full = Path(err.split(": ", 3)[-1])
+    # the file the cohort was writing, not SimpleITK's hidden temporary one
+    assert full.is_relative_to(out) and full.name.endswith((".mha", ".nii.gz")) and not full.name.startswith(".")
+    assert not out.exists()
+
+    # into a folder that stays (a run folder): neither the image nor a temporary file is left behind
+    image = make_image()
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        write_image(image, tmp_path / "run" / "case_adc.mha")
+    assert caught.value.filename == str(tmp_path / "run" / "case_adc.mha") and list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_simpleitk_error_with_room_on_the_disk_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    import SimpleITK as sitk
+
+    from adunet_lib import fileio
+
+    monkeypatch.setattr(fileio, "free_bytes", lambda folder: 10 << 30)
+    monkeypatch.setattr(sitk, "WriteImage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError(ITK_DISK_FULL)))
+    image = make_image()
+    with pytest.raises(RuntimeError, match="fail after write"):
+        write_image(image, tmp_path / "case_adc.mha")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path):

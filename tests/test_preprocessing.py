@@ -178,3 +178,21 @@ def test_real_studies_preprocess_and_px0218_names_the_missing_mask(realdata, tmp
     assert pre.to_t2w(pre.stack("cropped").images[1]).geometry.same_as(load_case(ds["11373_1001396"]).t2w.geometry)
     with pytest.raises(CaseError, match="px0218_0218"):
         preprocess_dataset([ds["px0218_0218"]], tmp_path / "strict", show_progress=False)
+
+
+def test_more_folds_than_patients_stops_with_the_numbers_before_and_after_skipped_cases(realdata, tmp_path):
+    from adunet_lib.preprocessing.stage import preprocess_sets
+    from adunet_lib.run_folder import RunContext
+
+    ctx = RunContext.create(tmp_path / "run", tmp_path / "figures", seed=0)
+    datasets = {"internal": read_picai(realdata)}
+    with pytest.raises(AdunetError) as caught:  # the three real studies are three patients
+        preprocess_sets(ctx, datasets, PreprocessConfig(slice_size=32), n_folds=5, show_progress=False)
+    assert str(caught.value) == (f"n_folds = 5 but the internal set {realdata} has 3 patient(s); folds go by patient, "
+                                 "so set n_folds to at most 3")
+    assert not ctx.cases_table.exists() and not any(ctx.preprocessed_dir("internal").glob("*"))
+    # px0218 has no gland mask: skipped, two patients remain for three folds
+    with pytest.raises(AdunetError, match=r"^n_folds = 3 but the internal set .* has 2 patient\(s\) left after 1 "
+                                          r"skipped case\(s\); folds go by patient, so set n_folds to at most 2$"):
+        preprocess_sets(ctx, datasets, PreprocessConfig(slice_size=32), n_folds=3, on_error="skip", show_progress=False)
+    assert not ctx.cases_table.exists() and not ctx.splits.exists()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from adunet_lib.data import load_case, open_dataset, read_picai
+from adunet_lib.data.readers import read_manifest
 from adunet_lib.data.synthetic import SOURCE_CYCLE, synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.preprocessing.pipeline import assign_folds, folds_from_splits
@@ -198,3 +199,49 @@ def test_leak_free_map_parts_keep_patients_together_and_refuse_impossible_counts
     assert set(parts.values()) == {0, 1} and map_parts(cases, 0, 0) == {}
     with pytest.raises(AdunetError, match="leak_free_maps must be 0 .* 5 patients, not 9"):
         map_parts(cases, 9, 0)
+
+
+def test_a_cspca_negative_study_with_a_pirads_4_lesion_is_not_healthy_for_the_paper_cohort(realdata):
+    from adunet_lib.preprocessing.stage import anomaly_training_cases, healthy_patients
+
+    ds = read_picai(realdata)
+    negative = ds["10795_1000811"]  # csPCa NO, ISUP 1, two PI-RADS 4 lesions: visible, not healthy
+    assert negative.cspca is False and negative.lesion_pirads == (4, 4) and negative.visible_lesion is True
+    assert ds["11373_1001396"].lesion_pirads == (4,) and ds["px0218_0218"].lesion_pirads is None  # no marksheet row
+    rows = [{"set": "internal", "split": "train", "case_id": c.case_id, "patient_id": c.patient, "cspca": c.cspca,
+             "labeled": c.labeled, "lesion_slices": 0, "visible_lesion": c.visible_lesion} for c in ds.cases]
+    # a csPCa-negative patient with nothing reported, and one whose marksheet has no PI-RADS column
+    rows += [dict(rows[0], case_id="1_1", patient_id="1", visible_lesion=False),
+             dict(rows[0], case_id="2_1", patient_id="2", visible_lesion=None),
+             dict(rows[0], case_id="3_1", patient_id="3", visible_lesion=False, lesion_slices=2)]  # a drawn lesion
+    cases = pd.DataFrame(rows)
+    assert healthy_patients(cases) == (["1", "2"], ["2"])
+    assert anomaly_training_cases(cases, "paper", 10, seed=0) == {"1_1", "2_1"}
+    with pytest.raises(AdunetError, match="no training-split patient without csPCa and without a visible lesion"):
+        anomaly_training_cases(cases[cases["patient_id"].isin(["10795", "11373", "3"])], "paper", 10, seed=0)
+
+
+def test_the_synthetic_marksheet_carries_pirads_so_negative_phantoms_with_visible_mimics_exist(tmp_path):
+    root = synthesize_cohort(tmp_path / "picai", cases=12, seed=0, show_progress=False)
+    marks = pd.read_csv(root / "picai_labels" / "clinical_information" / "marksheet.csv", dtype=str,
+                        keep_default_na=False)
+    facts = json.loads((root / "synth.json").read_text(encoding="utf-8"))["cases"]
+    ds = open_dataset(root)
+    for row in marks.itertuples():
+        case = ds[f"{row.patient_id}_{row.study_id}"]
+        lesions = facts[case.case_id]["lesions"]
+        # every csPCa lesion is reported (PI-RADS 3-5), then the conspicuous mimics as PI-RADS 3
+        assert all(3 <= score <= 5 for score in case.lesion_pirads[:len(lesions)])
+        assert len(case.lesion_pirads) >= len(lesions) and set(case.lesion_pirads[len(lesions):]) <= {3}
+        assert (row.case_csPCa == "YES") == bool(lesions)
+    negatives = [c for c in ds.cases if c.cspca is False]
+    assert {c.visible_lesion for c in negatives} == {True, False}  # both kinds in the cohort
+
+
+def test_a_manifest_pirads_column_is_read_as_the_marksheets_lesion_list(tmp_path):
+    manifest = synthesize_cohort(tmp_path / "m", cases=2, seed=1, layout="manifest", show_progress=False)
+    rows = manifest.read_text(encoding="utf-8").splitlines()
+    rows = [rows[0] + ",pirads", rows[1] + ',"4,N/A"', rows[2] + ","]
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cases = read_manifest(manifest).cases
+    assert [c.lesion_pirads for c in cases] == [(4,), ()] and [c.visible_lesion for c in cases] == [True, False]

@@ -72,3 +72,81 @@ def test_tiny_nnunet_train_and_predict_on_cpu(tiny_run):
     for per_model in results.values():
         for metrics in per_model.values():
             assert 0 <= metrics.auroc <= 1 and 0 <= metrics.AP <= 1
+
+
+def test_picais_loss_is_half_focal_half_cross_entropy_and_skips_the_ignore_label():
+    import math
+
+    import torch
+
+    from adunet_lib.segmentation.losses import FocalAndCrossEntropy
+
+    logits = torch.zeros(1, 2, 2, 2)  # p = 0.5 for both classes everywhere: CE = ln 2, focal = 0.25 ln 2
+    target = torch.tensor([[[[0.0, 1.0], [1.0, 2.0]]]])  # nnU-Net's (B, 1, …) float labels; 2 = ignore
+    loss = FocalAndCrossEntropy(ignore_label=2)(logits, target)
+    assert float(loss) == pytest.approx(0.5 * math.log(2) + 0.5 * 0.25 * math.log(2))
+    confident = torch.tensor([[[[4.0]], [[-4.0]]]])  # class 0 at p ≈ 0.9997: the focal term all but vanishes
+    ce = float(FocalAndCrossEntropy(weight_focal=0.0)(confident, torch.zeros(1, 1, 1, 1)))
+    focal = float(FocalAndCrossEntropy(weight_focal=1.0)(confident, torch.zeros(1, 1, 1, 1)))
+    assert focal < 1e-6 * ce
+
+
+def test_the_worker_gives_nnunets_trainer_picais_loss_with_its_deep_supervision_weights():
+    from types import SimpleNamespace
+
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    from adunet_lib.segmentation._worker import _focal_and_ce_loss
+    from adunet_lib.segmentation.losses import FocalAndCrossEntropy
+
+    trainer = SimpleNamespace(label_manager=SimpleNamespace(has_regions=False, ignore_label=None), is_ddp=False,
+                              enable_deep_supervision=True, _get_deep_supervision_scales=lambda: [1, 0.5, 0.25])
+    loss = _focal_and_ce_loss(trainer)
+    assert isinstance(loss, DeepSupervisionWrapper) and isinstance(loss.loss, FocalAndCrossEntropy)
+    assert list(loss.weight_factors) == pytest.approx([2 / 3, 1 / 3, 0.0])  # nnU-Net's: halving, lowest unused
+
+
+def test_picais_dynamic_lesion_candidates_keep_at_most_five_where_dynamic_fast_keeps_every_blob():
+    import numpy as np
+
+    from adunet_lib.segmentation.detection import detection_map
+
+    probability = np.zeros((8, 40, 40), np.float32)
+    for k in range(7):  # seven separate blobs, peaks 0.90 … 0.66 (all above dynamic-fast's cut at 0.9 / 2.5)
+        probability[2:6, 4 + 5 * k:7 + 5 * k, 10:14] = 0.9 - 0.04 * k
+    fast, dynamic = detection_map(probability), detection_map(probability, "dynamic")
+    assert len(np.unique(fast[fast > 0])) == 7 and len(np.unique(dynamic[dynamic > 0])) == 5
+    assert fast.max() == dynamic.max() == np.float32(0.9)
+    with pytest.raises(ValueError, match="lesion threshold must be one of dynamic-fast, dynamic, not 'static'"):
+        detection_map(probability, "static")
+
+
+def test_paper_settings_for_the_segmentation_are_checked_by_name():
+    from adunet_lib.errors import ParamsError
+    from adunet_lib.segmentation.stage import SegmentationSettings
+
+    settings = SegmentationSettings.from_params(loss="focal_ce", checkpoint="best", lesion_threshold="dynamic")
+    assert (settings.loss, settings.checkpoint, settings.lesion_threshold) == ("focal_ce", "best", "dynamic")
+    with pytest.raises(ParamsError, match="segmentation checkpoint must be one of final, best, not 'model_best'"):
+        SegmentationSettings(checkpoint="model_best")
+
+
+@pytest.mark.slow
+def test_picais_loss_trains_and_the_best_checkpoint_predicts(tiny_run):
+    """segmentation ``loss: focal_ce``, ``checkpoint: best`` (PI-CAI's baseline's choices) run through
+    real nnU-Net: the fold trains with the focal loss, and predicting needs only ``checkpoint_best.pth``.
+    (``lesion_threshold: dynamic`` is left out: on this one-epoch model's near-uniform softmax it takes
+    up to 134 s a case.)"""
+    from adunet_lib.segmentation.stage import SegmentationSettings, run_all, train_folds
+
+    ctx, tables = tiny_run
+    settings = SegmentationSettings(configuration="2d", target_spacing=(3.0, 2.0, 2.0), epochs=1, iterations_per_epoch=2,
+                                    val_iterations_per_epoch=1, folds=(0,), mirroring=False, base_dataset_id=700,
+                                    loss="focal_ce", checkpoint="best")
+    assert train_folds(ctx, "adunet_t2w", [0], tables.cases, "dense_ae", settings, log=lambda _: None) == 1
+    fold = next(ctx.nnunet_results.glob("Dataset70*_adunet_t2w/nnUNetTrainer__nnUNetPlans__2d/fold_0"))
+    assert "FocalAndCrossEntropy" in (fold / "debug.json").read_text(encoding="utf-8")
+    (fold / "checkpoint_final.pth").unlink()  # what predicts now can only be the best epoch's weights
+    run_all(ctx, ["adunet_t2w"], tables.cases, "dense_ae", settings, log=lambda _: None)
+    val = tables.cases.query("split == 'val'")["case_id"]
+    assert all(ctx.detection_map("adunet_t2w", "val", cid).is_file() for cid in val)

@@ -63,6 +63,9 @@ class Case:
         empty_cspca_cell: where the case's csPCa cell is (``<marksheet>: line <n>``) when the table
             has a row for the case but the cell is empty ('' otherwise): csPCa then comes from the
             lesion label, and ``adunet check`` says so.
+        lesion_pirads: the PI-RADS score of every lesion the radiologist reported (PI-CAI marksheet
+            ``lesion_PIRADS``, manifest ``pirads``); ``()`` when none was reported; None when the
+            table has no such column (not recorded).
     """
 
     case_id: str
@@ -80,6 +83,14 @@ class Case:
     lesion_source: str = ""
     negative_without_lesion: bool = False
     empty_cspca_cell: str = ""
+    lesion_pirads: tuple[int, ...] | None = None
+
+    @property
+    def visible_lesion(self) -> bool | None:
+        """Did the radiologist report a lesion (PI-RADS ≥ 3, "equivocal" or worse)? None: not recorded.
+        The paper's reconstruction models learn from patients "without visible abnormality": a
+        csPCa-negative study can still hold a PI-RADS 4 lesion that biopsy found to be ISUP 1."""
+        return None if self.lesion_pirads is None else any(score >= 3 for score in self.lesion_pirads)
 
     @property
     def patient(self) -> str:

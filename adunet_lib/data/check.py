@@ -88,8 +88,8 @@ def check_case(case: Case) -> list[Finding]:
 def unused_notes(dataset: Dataset) -> list[Finding]:
     """A note for every file or folder under the dataset's root that its reader does not use, with
     why (at most :data:`MAX_LISTED` per reason, then one line counting the rest), and one line
-    counting the hidden files and folders."""
-    notes, listed = [], Counter()
+    counting the hidden files and folders; first the reader's remarks on how it read the set."""
+    notes, listed = [Finding("note", "", str(dataset.root), remark) for remark in dataset.remarks], Counter()
     for entry in dataset.unused:
         listed[entry.why] += 1
         if listed[entry.why] <= MAX_LISTED:

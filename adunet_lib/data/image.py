@@ -140,6 +140,18 @@ class Image:
         return cls(sitk.GetArrayFromImage(image), Geometry.of(image))
 
 
+#: ITK picks a reader by the file's extension in lower case only; an export's ``.MHA`` needs it named.
+_IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nii": "NiftiImageIO", ".nii.gz": "NiftiImageIO",
+             ".nrrd": "NrrdImageIO"}
+
+
+def _image_io(path: str | Path) -> str:
+    """ITK's reader for an upper-case extension; "" (ITK's own choice) for every other name."""
+    name = Path(path).name
+    suffix = next((s for s in sorted(_IMAGE_IO, key=len, reverse=True) if name.lower().endswith(s)), None)
+    return _IMAGE_IO[suffix] if suffix and not name.endswith(suffix) else ""
+
+
 def read_image(path: str | Path) -> Image:
     """Read a 3D image (.mha, .nii.gz, .nrrd …) with its geometry.
 
@@ -147,7 +159,7 @@ def read_image(path: str | Path) -> Image:
         RuntimeError: SimpleITK's error when the file is missing, truncated or not an image.
         ValueError: when the image is not 3D with one component per voxel.
     """
-    img = sitk.ReadImage(str(path))
+    img = sitk.ReadImage(str(path), imageIO=_image_io(path))
     if img.GetDimension() != 3:
         raise ValueError(f"expected a 3D image, found {img.GetDimension()}D with size {img.GetSize()}")
     if img.GetNumberOfComponentsPerPixel() != 1:
@@ -160,6 +172,7 @@ def read_geometry(path: str | Path) -> Geometry:
     """Read only the header of an image (fast: no voxels)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    reader.SetImageIO(_image_io(path))
     reader.ReadImageInformation()
     if reader.GetDimension() != 3:
         raise ValueError(f"expected a 3D image, found {reader.GetDimension()}D with size {reader.GetSize()}")

@@ -30,8 +30,13 @@ PICAI_GLAND_ROOT = "anatomical_delineations/whole_gland"
 PICAI_ZONES_ROOT = "anatomical_delineations/zonal_pz_tz"
 PICAI_MARKSHEET = "clinical_information/marksheet.csv"
 #: A PI-CAI image: ``<patient>_<study>_<sequence>`` (+ an image suffix) in ``images/<patient>/``.
-PICAI_IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<seq>t2w|adc|hbv)$")
+#: The sequence name is matched in any case: a Windows export writes ``<pid>_<sid>_T2W.mha``.
+PICAI_IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<seq>t2w|adc|hbv)$", re.IGNORECASE)
 MARKSHEET_COLUMNS = ("patient_id", "study_id", "case_csPCa")
+#: The marksheet's lesion list: one PI-RADS score per reported lesion ("4,4"); N/A for a lesion
+#: without one (a systematic-biopsy finding). Optional: an older marksheet lacks it.
+PIRADS_COLUMN = "lesion_PIRADS"
+NOT_AVAILABLE = ("N/A", "NA", "")
 #: csPCa cells (marksheet ``case_csPCa``, manifest ``cspca``), upper-cased; an empty cell means "not recorded".
 CSPCA_VALUES = {"YES": True, "TRUE": True, "1": True, "NO": False, "FALSE": False, "0": False}
 #: Files that describe a dataset rather than hold it (picai_labels has a README.md in its root and in
@@ -60,6 +65,8 @@ class Dataset:
             the masks of every label source for the cases read, marksheets and split CSVs.
         unused: every other file or folder under ``root`` with why (documentation excepted), sorted.
         hidden: hidden files and folders under ``root`` (``.DS_Store``, ``.git``), not read.
+        remarks: how the reader read what it read, when a user might not expect it (e.g. upper-case
+            file names read case-insensitively); one line each, never a problem.
     """
 
     name: str
@@ -67,6 +74,7 @@ class Dataset:
     layout: str
     cases: tuple[Case, ...]
     warnings: tuple[str, ...] = ()
+    remarks: tuple[str, ...] = ()
     used: frozenset[Path] = frozenset()
     unused: tuple[Unused, ...] = ()
     hidden: tuple[Path, ...] = ()
@@ -90,14 +98,15 @@ class Dataset:
 
 def _strip_suffix(name: str) -> tuple[str, str] | None:
     for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)], suffix
     return None
 
 
 def _make_dataset(name: str, root: Path, layout: str, cases: list[Case], where: str,
                   warnings: list[str] | None = None, *, used: Iterable[Path] = (),
-                  why: Mapping[Path, str] | None = None, default_why: str = "") -> Dataset:
+                  why: Mapping[Path, str] | None = None, default_why: str = "",
+                  remarks: Iterable[str] = ()) -> Dataset:
     """The :class:`Dataset`, once case ids are unique and :func:`_survey` has sorted every file under
     ``root`` into used (``used``, or a folder of it), unused (why: ``why`` of the file or its nearest
     folder, else ``default_why``) and hidden."""
@@ -109,7 +118,8 @@ def _make_dataset(name: str, root: Path, layout: str, cases: list[Case], where: 
         raise DatasetError(f"{where}: duplicate case id(s) {', '.join(dupes[:5])}; case ids must be unique")
     resolved, unused, hidden = _survey(root, used, why or {}, default_why)
     return Dataset(name=name, root=root, layout=layout, cases=tuple(sorted(cases, key=lambda c: c.case_id)),
-                   warnings=tuple(warnings or ()), used=resolved, unused=unused, hidden=hidden)
+                   warnings=tuple(warnings or ()), remarks=tuple(remarks), used=resolved, unused=unused,
+                   hidden=hidden)
 
 
 def _within(base: Path, resolved: Path) -> bool:
@@ -221,6 +231,21 @@ def _parse_cspca(text: str | None, where: str, column: str) -> bool | None:
     return CSPCA_VALUES[value.upper()]
 
 
+def _parse_pirads(text: str | None, where: str, column: str) -> tuple[int, ...]:
+    """A lesion list of PI-RADS scores (``"4,4"``; N/A for a lesion without one); an empty cell:
+    no lesion reported (PI-CAI leaves it empty for PI-RADS 1–2 studies). Anything else is refused."""
+    scores = []
+    for token in (text or "").split(","):
+        token = token.strip()
+        if token.upper() in NOT_AVAILABLE:
+            continue
+        if not re.fullmatch(r"[1-5]", token):
+            raise DatasetError(f"{where}: {column} {(text or '').strip()!r} is not a list of PI-RADS scores 1-5 "
+                               "(N/A for a lesion without one)")
+        scores.append(int(token))
+    return tuple(scores)
+
+
 def _mask_sources(base: Path) -> list[Path]:
     """Mask source folders under ``base`` (e.g. ``AI/Yuan23``), human ones first, then AI, sorted."""
     if not base.is_dir():
@@ -238,15 +263,16 @@ def _pick_source(base: Path, preferred: str | None) -> list[Path]:
     return _mask_sources(base)
 
 
-def _read_marksheet(path: Path) -> dict[str, tuple[bool | None, int]]:
-    """case id → (csPCa, the row's line in the marksheet); csPCa is None where the cell is empty.
+def _read_marksheet(path: Path) -> dict[str, tuple[bool | None, int, tuple[int, ...] | None]]:
+    """case id → (csPCa, the row's line in the marksheet, the PI-RADS of its reported lesions);
+    csPCa is None where the cell is empty, PI-RADS None where the marksheet has no lesion_PIRADS.
 
     A malformed row — a wrong number of fields, an id that is not a number (PI-CAI's ids are digits;
     a spreadsheet may have turned ``10795`` into ``10795.0``), a case_csPCa other than YES / NO, a
     study listed twice — is a one-line :class:`DatasetError` naming the file and line. A row whose
     cells are all empty (a spreadsheet's trailing ``,,,``) holds nothing and is passed over.
     """
-    out: dict[str, tuple[bool | None, int]] = {}
+    out: dict[str, tuple[bool | None, int, tuple[int, ...] | None]] = {}
     if not path.is_file():
         return out
     header, rows = _csv_rows(path)
@@ -264,7 +290,8 @@ def _read_marksheet(path: Path) -> dict[str, tuple[bool | None, int]]:
         case_id = "_".join(ids)
         if case_id in out:
             raise DatasetError(f"{where}: study {case_id} is listed twice (also on line {out[case_id][1]})")
-        out[case_id] = (_parse_cspca(row["case_csPCa"], where, "case_csPCa"), line)
+        pirads = _parse_pirads(row[PIRADS_COLUMN], where, PIRADS_COLUMN) if PIRADS_COLUMN in header else None
+        out[case_id] = (_parse_cspca(row["case_csPCa"], where, "case_csPCa"), line, pirads)
     return out
 
 
@@ -303,6 +330,7 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
 
     found: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     patients: dict[str, str] = {}
+    not_lower: list[Path] = []
     for patient_dir in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
         if not patient_dir.is_dir():
             why[patient_dir] = "images are read from patient folders (images/<patient>/)"
@@ -311,9 +339,11 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
             stripped = _strip_suffix(path.name)
             match = PICAI_IMAGE_NAME.match(stripped[0]) if stripped else None
             if match and match["case"].startswith(patient_dir.name + "_"):
-                found[match["case"]][match["seq"]].append(path)
+                found[match["case"]][match["seq"].lower()].append(path)
                 patients[match["case"]] = patient_dir.name
                 used.add(path)
+                if path.name != match["case"] + "_" + match["seq"].lower() + stripped[1]:
+                    not_lower.append(path)
             elif not path.is_dir():
                 why[path] = _picai_stray(path, patient_dir.name)
 
@@ -329,7 +359,7 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
         pid = patients[case_id]
         lesion, source = next(((d / f"{case_id}.nii.gz", name) for name, d in lesion_dirs
                                if (d / f"{case_id}.nii.gz").is_file()), (None, ""))
-        cspca, line = marks.get(case_id, (None, 0))
+        cspca, line, pirads = marks.get(case_id, (None, 0, None))
         if lesion is None:
             source = {False: "none: marksheet says no csPCa", True: "none: marksheet says csPCa"}.get(cspca, "none")
             if cspca:
@@ -351,9 +381,13 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
             lesion_source=source,
             negative_without_lesion=lesion is None and cspca is False,
             empty_cspca_cell=f"{marksheet}: line {line}" if line and cspca is None else "",
+            lesion_pirads=pirads,
         ))
+    remarks = [f"{len(not_lower)} image(s) named in upper case (e.g. {not_lower[0].name}, as a Windows export writes "
+               f"them) read as their lower-case PI-CAI names"] if not_lower else []
     return _make_dataset(root.name, root, "picai", cases, str(images_dir), warnings, used=used, why=why,
-                         default_why="not part of the PI-CAI layout (images/<patient>/, picai_labels/)")
+                         default_why="not part of the PI-CAI layout (images/<patient>/, picai_labels/)",
+                         remarks=remarks)
 
 
 def _picai_stray(path: Path, patient: str) -> str:
@@ -478,7 +512,7 @@ def _p158_tumour(root: Path, folder: Path, row: dict[str, str]) -> tuple[Path | 
 
 
 MANIFEST_COLUMNS = ("case_id", "t2w", "adc", "hbv")
-MANIFEST_OPTIONAL = ("lesion", "gland", "zones", "cspca", "site", "patient_id")
+MANIFEST_OPTIONAL = ("lesion", "gland", "zones", "cspca", "site", "patient_id", "pirads")
 
 
 def _inside(root: Path, path: Path, where: Path) -> Path:
@@ -489,7 +523,8 @@ def _inside(root: Path, path: Path, where: Path) -> Path:
 
 
 def read_manifest(path: str | Path, site: str = "") -> Dataset:
-    """Read a CSV manifest: ``case_id,t2w,adc,hbv[,lesion,gland,zones,cspca,site]``.
+    """Read a CSV manifest: ``case_id,t2w,adc,hbv[,lesion,gland,zones,cspca,site,patient_id,pirads]``
+    (``pirads``: the PI-RADS of each reported lesion, as PI-CAI's ``lesion_PIRADS``).
 
     Paths are relative to the manifest's folder and must stay inside it (``../`` escapes are
     refused). ``cspca`` accepts yes/no/1/0/true/false (anything else is refused); empty cells mean
@@ -527,6 +562,7 @@ def read_manifest(path: str | Path, site: str = "") -> Dataset:
             lesion_source="manifest" if file("lesion") else ("none: cspca says no" if cspca is False else "none"),
             negative_without_lesion=file("lesion") is None and cspca is False,
             empty_cspca_cell=f"{path}: line {line}" if "cspca" in header and cspca is None else "",
+            lesion_pirads=_parse_pirads(row["pirads"], f"{path}: line {line}", "pirads") if "pirads" in header else None,
         ))
     return _make_dataset(path.stem, root, "manifest", cases, str(path), used=used,
                          default_why=f"not listed in {path.name}")

@@ -445,6 +445,25 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
     return entry
 
 
+#: A reported lesion of at least this radius (15 mm across) is PI-RADS 5, as PI-RADS v2.1's size rule.
+PIRADS5_RADIUS_MM = 7.5
+#: A mimic at least this conspicuous (its contrast, drawn in 0.4–0.9) is reported as PI-RADS 3
+#: (equivocal), about one mimic in ten; fainter ones go unreported. A csPCa lesion at or below
+#: EQUIVOCAL_LESION_CONTRAST (its contrast is drawn in 0.3–1.0) reads as PI-RADS 3 too.
+PIRADS3_CONTRAST = 0.85
+EQUIVOCAL_LESION_CONTRAST = 0.45
+
+
+def phantom_pirads(facts: dict[str, Any]) -> list[int]:
+    """The PI-RADS a reader would give the phantom's reported lesions: csPCa lesions 3–5 (by
+    conspicuity and size), then the conspicuous mimics 3 — so a csPCa-negative phantom can carry a
+    visible lesion as real ISUP ≤ 1 studies do. Derived from what the phantom already drew (no new
+    random draws: a cohort's images stay the same bit for bit)."""
+    scores = [5 if blob["radius_mm"] >= PIRADS5_RADIUS_MM else 3 if blob["contrast"] <= EQUIVOCAL_LESION_CONTRAST else 4
+              for blob in facts["lesions"]]
+    return scores + [3 for blob in facts["mimics"] if blob["contrast"] >= PIRADS3_CONTRAST]
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
@@ -482,12 +501,17 @@ class _PicaiWriter:
             write_image(data["zones"], labels / zones_source / f"{case_id}.nii.gz")
             write_image(data["zones"].with_array((data["zones"].array > 0).astype(np.uint8)),
                         labels / GLAND_SOURCE / f"{case_id}.nii.gz")
-        self.rows.append({"patient_id": self.pid, "study_id": sid, "case_ISUP": data["isup"],
+        pirads = phantom_pirads(data["facts"])
+        isup = [blob["isup"] for blob in data["facts"]["lesions"]] + [0] * (len(pirads) - len(data["facts"]["lesions"]))
+        # PI-CAI's lesion lists: one entry per reported lesion, empty when none was reported
+        self.rows.append({"patient_id": self.pid, "study_id": sid, "lesion_PIRADS": ",".join(map(str, pirads)),
+                          "lesion_ISUP": ",".join(map(str, isup)), "case_ISUP": data["isup"],
                           "case_csPCa": "YES" if positive else "NO", "center": f"SYNTH-{self.cfg.site.upper()}"})
         return case_id
 
     def finish(self) -> None:
-        _write_csv(self.out / MARKSHEET, self.rows, ["patient_id", "study_id", "case_ISUP", "case_csPCa", "center"])
+        _write_csv(self.out / MARKSHEET, self.rows, ["patient_id", "study_id", "lesion_PIRADS", "lesion_ISUP", "case_ISUP",
+                                                     "case_csPCa", "center"])
 
 
 class _Prostate158Writer:

@@ -95,6 +95,9 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
 
     ``mask_origins`` (set → case → ``files`` / ``predicted``) is the zone stage's word on where each
     crop mask came from (a ``mask_source`` column); ``skipped`` lists cases it already left out."""
+    if not splits_file and INTERNAL in datasets:
+        # before any case is read: fewer patients than folds would leave a fold, or the validation split, empty
+        check_fold_count(n_folds, len({case.patient for case in datasets[INTERNAL]}), datasets[INTERNAL].root)
     case_rows, slice_frames, stamps = [], [], []
     skipped = list(skipped or [])
     mask_origins = mask_origins or {}
@@ -110,6 +113,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             n_folds = max(folds.values(), default=0) + 1
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         elif set_name == INTERNAL:
+            check_fold_count(n_folds, len({dataset[cid].patient for cid in pres}), dataset.root, len(bad))
             folds = assign_folds([(cid, p.cspca, dataset[cid].patient) for cid, p in pres.items()], n_folds, ctx.data_seed)
             splits = {cid: VAL if fold == 0 else TRAIN for cid, fold in folds.items()}
         else:
@@ -122,7 +126,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
             case_rows.append({
                 "set": set_name, "split": splits[cid], "fold": folds[cid], "case_id": cid,
                 "patient_id": dataset[cid].patient, "site": pre.site, "cspca": pre.cspca, "labeled": pre.labeled,
-                "lesion_source": dataset[cid].lesion_source,
+                "lesion_source": dataset[cid].lesion_source, "visible_lesion": dataset[cid].visible_lesion,
                 "mask_source": mask_origins.get(set_name, {}).get(cid, "files"), "gland_slices": len(table),
                 "lesion_slices": int((table["label"] == "lesion").sum()),
                 "box_size_mm": round(pre.box.size[0] * pre.t2w_geometry.spacing[0], 1),
@@ -131,6 +135,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
     internal = cases["set"] == INTERNAL
     cases["anomaly_train"] = internal & cases["case_id"].isin(anomaly_training_cases(cases, anomaly_cohort,
                                                                                       anomaly_patients, ctx.data_seed))
+    healthy, by_cspca_alone = healthy_patients(cases)
     parts = map_parts(cases, leak_free_maps, ctx.data_seed)
     cases["map_part"] = [parts.get(cid, -1) if inside else -1 for cid, inside in zip(cases["case_id"], internal)]
     slices = pd.concat(slice_frames, ignore_index=True) if slice_frames else pd.DataFrame()
@@ -146,9 +151,10 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                               "cases": cases[["set", "split", "fold", "case_id"]].values.tolist()}, upstream=stamps),
                  preprocess=config.identity(), n_folds=n_folds, splits_file=str(splits_file or ""),
                  leak_free_maps=int(leak_free_maps), anomaly_cohort={"kind": anomaly_cohort, "patients": int(cases.loc[cases["anomaly_train"], "patient_id"].nunique()),
-                                 "cases": int(cases["anomaly_train"].sum())},
-                 datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file()}
-                           for k, v in datasets.items()},
+                                 "cases": int(cases["anomaly_train"].sum()), "healthy_patients": len(healthy),
+                                 "healthy_without_pirads": len(by_cspca_alone)},
+                 datasets={k: {"layout": v.layout, "cases": len(v), "synthetic": (v.root / "synth.json").is_file(),
+                               "remarks": list(v.remarks)} for k, v in datasets.items()},
                  warnings=[w for v in datasets.values() for w in v.warnings], skipped=skipped)
     return CohortTables(cases, slices, skipped)
 
@@ -171,6 +177,15 @@ def preprocess_twins(ctx: RunContext, set_name: str, pres: dict[str, Any]) -> in
     return made
 
 
+def check_fold_count(n_folds: int, patients: int, where: object, skipped: int = 0) -> None:
+    """Stop when the internal set has fewer patients than folds: folds go by patient, so some would
+    stay empty and the run would silently have fewer folds than its params say."""
+    if n_folds > patients:
+        after = f" left after {skipped} skipped case(s)" if skipped else ""
+        raise AdunetError(f"n_folds = {n_folds} but the internal set {where} has {patients} patient(s){after}; "
+                          f"folds go by patient, so set n_folds to at most {patients}")
+
+
 def anomaly_training_cases(cases: pd.DataFrame, cohort: str, patients: int, seed: int) -> set[str]:
     """Case ids whose healthy slices train the reconstruction models (see :data:`ANOMALY_COHORTS`)."""
     if cohort not in ANOMALY_COHORTS:
@@ -178,13 +193,28 @@ def anomaly_training_cases(cases: pd.DataFrame, cohort: str, patients: int, seed
     train = cases[(cases["set"] == INTERNAL) & (cases["split"] == TRAIN)]
     if cohort == "training_split":
         return set(train["case_id"])
-    labelled = train[train["labeled"].astype(bool)]
-    positive = set(labelled.loc[labelled["cspca"].fillna(False).astype(bool), "patient_id"])
-    healthy = sorted(set(labelled["patient_id"]) - positive - set(train.loc[~train["labeled"].astype(bool), "patient_id"]))
+    healthy, _ = healthy_patients(cases)
     if not healthy:
-        raise AdunetError("anomaly_cohort 'paper': no training-split patient without csPCa")
+        raise AdunetError("anomaly_cohort 'paper': no training-split patient without csPCa and without a visible "
+                          "lesion (PI-RADS ≥ 3 or a lesion mask)")
     chosen = np.random.default_rng(seed).permutation(healthy)[:patients]
     return set(train.loc[train["patient_id"].isin(set(chosen)), "case_id"])
+
+
+def healthy_patients(cases: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The internal training split's patients "without visible abnormality" (the paper's cohort), and
+    those of them whose marksheet records no PI-RADS (they qualify by csPCa alone).
+
+    Every study of the patient must be a labelled csPCa negative with no lesion in its mask and no
+    reported lesion of PI-RADS ≥ 3: a csPCa-negative study can hold a PI-RADS 4 lesion that biopsy
+    called ISUP 1 (the real ``10795``), which a reconstruction model must not learn as healthy."""
+    train = cases[(cases["set"] == INTERNAL) & (cases["split"] == TRAIN)]
+    visible = train["visible_lesion"] if "visible_lesion" in train else pd.Series(None, index=train.index, dtype=object)
+    unhealthy = (~train["labeled"].astype(bool) | train["cspca"].fillna(False).astype(bool)
+                 | (train.get("lesion_slices", pd.Series(0, index=train.index)) > 0) | (visible == True))  # noqa: E712  (None: not recorded)
+    healthy = sorted(set(train["patient_id"]) - set(train.loc[unhealthy, "patient_id"]))
+    unrecorded = set(train.loc[visible.isna(), "patient_id"])
+    return healthy, [p for p in healthy if p in unrecorded]
 
 
 def map_parts(cases: pd.DataFrame, parts: int, seed: int) -> dict[str, int]:

@@ -11,7 +11,8 @@ import pandas as pd
 from adunet_lib.fileio import write_text
 from adunet_lib.report.verify import SPREAD
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import ANOMALY_COHORTS, EVALUATED_MEANING, EVALUATED_SPLITS, ORACLE_VARIANTS
+from adunet_lib.vocabulary import (ANOMALY_COHORTS, EVALUATED_MEANING, EVALUATED_SPLITS, OOF, ORACLE_VARIANTS, TEST,
+                                   TRAIN, VAL)
 
 PAPER = {"external test": {"baseline": 0.6049, "best": ("adU-Net(all bpMRI)", 0.6181)},
          "validation": {"baseline": 0.6157, "best": ("adU-Net(all bpMRI)", 0.6150)}}
@@ -50,6 +51,7 @@ def _data_lines(pre: dict, cases: pd.DataFrame, table2: pd.DataFrame, zone_lines
         lines.append(f"- {set_name} lesion masks by source: " + ", ".join(f"{name} {int(n)}" for name, n in sources.items()))
     lines += [f"- warning: {w}" for w in pre.get("warnings", [])]
     lines += [f"- {name}: {info['cases']} case(s) read in the {info['layout']} layout"
+              + "".join(f"; {remark}" for remark in info.get("remarks", []))
               for name, info in pre.get("datasets", {}).items() if isinstance(info, dict)]
     lines += [f"- skipped: {message}" for _, message in pre.get("skipped", [])]
     lines.append(f"- internal cases in {pre.get('n_folds', '?')} folds by patient, stratified by csPCa"
@@ -84,21 +86,42 @@ def _zone_lines(ctx: RunContext, cases: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame) -> list[str]:
-    """Which cohort trained the reconstruction models, and whether a case's map came from a model that saw it."""
+def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[str] | None = None) -> list[str]:
+    """Which cohort trained the reconstruction models, and whether a case's map came from a model that
+    saw it — counted per split from the map set's record, and said of each evaluated row that holds one."""
     cohort = pre.get("anomaly_cohort", {})
     kind = cohort.get("kind", "training_split")
     lines = [f"- reconstruction models trained on the `{kind}` cohort ({cohort.get('cases', '?')} cases of "
              f"{cohort.get('patients', '?')} patients): {ANOMALY_COHORTS.get(kind, '')}"]
+    if kind == "paper" and "healthy_patients" in cohort:
+        unrecorded = cohort.get("healthy_without_pirads", 0)
+        lines.append(f"- {cohort['healthy_patients']} training-split patient(s) qualify as without visible abnormality "
+                     "(every study csPCa-negative, no lesion in its mask, no reported lesion of PI-RADS ≥ 3)"
+                     + (f"; for {unrecorded} of them the data record no PI-RADS, so they qualify by csPCa alone"
+                        if unrecorded else ""))
+    evaluated = set(EVALUATED_SPLITS.values()) if evaluated is None else evaluated
     for model in ctx.trained_models():
         record = _read_json(ctx.map_record(model)) or {}
-        if record:
-            seen = set(record.get("seen_by_model", [])) & set(cases["case_id"])
-            how = ("leak-free: each training case's map comes from a cross-fitted model that never saw it"
-                   if record.get("leak_free") else "training-split maps, which nnU-Net learns from, come from a "
-                   "model that saw those cases")
-            lines.append(f"- maps of `{model}`: made by a model that saw the case for {len(seen)} of the {len(cases)} "
-                         f"cases (validation and external maps never; {how})")
+        if not record:
+            continue
+        seen = cases["case_id"].isin(set(record.get("seen_by_model", [])))
+        by_split = {split: int((seen & (cases["split"] == split)).sum()) for split in (VAL, TRAIN, TEST)}
+        counts = (f"validation {by_split[VAL]}, training split {by_split[TRAIN]} of "
+                  f"{int((cases['split'] == TRAIN).sum())}, external {by_split[TEST]}")
+        leaky = [EVALUATED_SPLITS[VAL]] * bool(by_split[VAL]) + [EVALUATED_SPLITS[TEST]] * bool(by_split[TEST])
+        # the pooled out-of-fold rows hold training-split cases: nnU-Net's own fold never saw them, its map input did
+        leaky += [EVALUATED_SPLITS[OOF]] * bool(by_split[TRAIN] or by_split[VAL])
+        leaky = [name for name in leaky if name in evaluated]
+        if leaky:
+            verdict = ("so the *" + "* and *".join(leaky) + "* rows of Table II use maps from a model that saw those "
+                       "cases" + ("" if record.get("leak_free") else " (`leak_free_maps` 0; k ≥ 2 cross-fits them)"))
+        else:
+            verdict = "no evaluated row of Table II uses a map from a model that saw its case"
+        how = ("leak-free: each training-split case's map comes from a cross-fitted model that never saw it"
+               if record.get("leak_free") else "training-split maps, which nnU-Net learns from, come from a model "
+               "that saw those cases")
+        lines.append(f"- maps of `{model}`: made by a model that saw the case for {int(seen.sum())} of the "
+                     f"{len(cases)} cases ({counts}); {verdict}; {how}")
     return lines
 
 
@@ -217,7 +240,7 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
              "## Data", "", *_data_lines(pre, cases, table2, _zone_lines(ctx, cases)), "",
              "## Settings", "",
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
-             f"- preprocessing: {pre.get('preprocess', {})}", *_map_lines(ctx, pre, cases),
+             f"- preprocessing: {pre.get('preprocess', {})}", *_map_lines(ctx, pre, cases, set(table2["set"])),
              "- reconstruction models (every model trained in the run: "
              f"{', '.join(ctx.trained_models()) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
              f"- nnU-Net: {seg or '(not recorded)'}", ""]

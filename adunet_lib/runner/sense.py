@@ -55,6 +55,12 @@ RULES: dict[tuple[str, str], Rule] = {
                                 "must list at least one fold number ≥ 0"),
     ("segmentation", "configuration"): (lambda v: v in ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres"),
                                         "must be an nnU-Net configuration: 2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres"),
+    # (segmentation.stage.LOSSES, CHECKPOINTS, detection.LESION_THRESHOLDS: not imported, to keep this light)
+    ("segmentation", "loss"): (lambda v: v in ("dice_ce", "focal_ce"),
+                               "must be dice_ce (nnU-Net's) or focal_ce (PI-CAI's baseline)"),
+    ("segmentation", "checkpoint"): (lambda v: v in ("final", "best"), "must be final or best"),
+    ("segmentation", "lesion_threshold"): (lambda v: v in ("dynamic-fast", "dynamic"),
+                                           "must be dynamic-fast or dynamic (report_guided_annotation)"),
     ("evaluation", "n_bootstrap"): (lambda v: v >= 1, "must be at least 1"),
 }
 

@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 import time
+import types
 from pathlib import Path
 
 from adunet_lib.fileio import write_json
@@ -131,6 +132,10 @@ def _train(args: dict, rank: int, world: int) -> None:
         trainer.num_iterations_per_epoch = int(args["iterations_per_epoch"])
         trainer.num_val_iterations_per_epoch = int(args["val_iterations_per_epoch"])
         trainer.save_every = 1  # a resume point after every epoch
+        if args.get("loss", "dice_ce") == "focal_ce":
+            # PI-CAI's loss on the standard trainer (its checkpoints still say nnUNetTrainer, so
+            # predicting needs nothing registered): nnU-Net builds the loss when training starts
+            trainer._build_loss = types.MethodType(_focal_and_ce_loss, trainer)
         return trainer
 
     def reseed_each_epoch(trainer: nnUNetTrainer) -> None:
@@ -170,6 +175,23 @@ def _train(args: dict, rank: int, world: int) -> None:
                                    "num_gpus": world})
 
 
+def _focal_and_ce_loss(trainer):
+    """PI-CAI's baseline loss for ``trainer``, deep supervision weighted as nnU-Net weights its own."""
+    import numpy as np
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    from adunet_lib.segmentation.losses import FocalAndCrossEntropy
+
+    if trainer.label_manager.has_regions:
+        raise ValueError("the focal_ce loss needs class labels, not nnU-Net regions")
+    loss = FocalAndCrossEntropy(ignore_label=trainer.label_manager.ignore_label)
+    if not trainer.enable_deep_supervision:
+        return loss
+    weights = np.array([1 / (2 ** i) for i in range(len(trainer._get_deep_supervision_scales()))])
+    weights[-1] = 1e-6 if trainer.is_ddp else 0  # nnU-Net's own choice: DDP needs every output used
+    return DeepSupervisionWrapper(loss, weights / weights.sum())
+
+
 def predict(args: dict) -> None:
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -179,7 +201,7 @@ def predict(args: dict) -> None:
                                 device=torch.device(args["device"]), verbose=False, verbose_preprocessing=False,
                                 allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(args["model_dir"], use_folds=tuple(args["folds"]),
-                                                   checkpoint_name="checkpoint_final.pth")
+                                                   checkpoint_name=f"checkpoint_{args.get('checkpoint', 'final')}.pth")
     out = Path(args["output_dir"])
     inputs = args["inputs"]  # case id → channel files
     # the file that marks a case done: the probabilities, or the label map when only labels are kept

@@ -17,17 +17,27 @@ def _extract_lesion_candidates():
     return extract_lesion_candidates
 
 
-def detection_map(probability: np.ndarray) -> np.ndarray:
-    """Lesion candidates (each filled with its peak probability) from a lesion-probability volume.
-
-    Uses PI-CAI's dynamic-fast thresholding with its defaults, as the PI-CAI baseline does.
-    """
-    return _extract_lesion_candidates()(np.asarray(probability, dtype=np.float32))[0].astype(np.float32)
+#: ``report_guided_annotation.extract_lesion_candidates`` thresholds: ``dynamic-fast`` (the package's
+#: default: one threshold per candidate, from its peak) and ``dynamic`` (what PI-CAI's evaluation of
+#: the challenge used: several thresholds per candidate, slower).
+LESION_THRESHOLDS = ("dynamic-fast", "dynamic")
 
 
-def write_detection(npz: str | Path, geometry: Geometry, target: str | Path, keep_softmax: bool = False) -> Path:
+def detection_map(probability: np.ndarray, threshold: str = "dynamic-fast") -> np.ndarray:
+    """Lesion candidates (each filled with its peak probability) from a lesion-probability volume,
+    by PI-CAI's ``extract_lesion_candidates`` with ``threshold`` (one of :data:`LESION_THRESHOLDS`)
+    and its other defaults."""
+    if threshold not in LESION_THRESHOLDS:
+        raise ValueError(f"lesion threshold must be one of {', '.join(LESION_THRESHOLDS)}, not {threshold!r}")
+    return _extract_lesion_candidates()(np.asarray(probability, dtype=np.float32),
+                                        threshold=threshold)[0].astype(np.float32)
+
+
+def write_detection(npz: str | Path, geometry: Geometry, target: str | Path, keep_softmax: bool = False,
+                    threshold: str = "dynamic-fast") -> Path:
     """Convert nnU-Net's saved probabilities of one case into a detection map (``target``) on its T2W
-    grid; with ``keep_softmax`` the lesion probability goes beside it (``…_softmax.mha``)."""
+    grid (candidates by ``threshold``); with ``keep_softmax`` the lesion probability goes beside it
+    (``…_softmax.mha``)."""
     target = Path(target)
     with np.load(npz, allow_pickle=False) as data:
         probability = data["probabilities"][1]
@@ -36,4 +46,4 @@ def write_detection(npz: str | Path, geometry: Geometry, target: str | Path, kee
     if keep_softmax:
         write_image(Image(probability.astype(np.float32), geometry),
                     target.with_name(target.name.replace("_detection_map", "_softmax")))
-    return write_image(Image(detection_map(probability), geometry), target)
+    return write_image(Image(detection_map(probability, threshold), geometry), target)

@@ -118,7 +118,8 @@ def training_steps(ctx: RunContext, dataset_id: int, dataset_name: str, settings
         if not (mdir / f"fold_{fold}" / TRAINED).is_file():
             steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
                           "fold": fold, "device": ctx.device, "seed": settings.seed, "batch_size": settings.batch_size,
-                          "num_gpus": int(getattr(settings, "num_gpus", 1)), **settings.budget()})
+                          "num_gpus": int(getattr(settings, "num_gpus", 1)),
+                          "loss": getattr(settings, "loss", "dice_ce"), **settings.budget()})
     return steps
 
 

@@ -21,10 +21,19 @@ from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import exclusive, write_json
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
-from adunet_lib.segmentation.detection import write_detection
+from adunet_lib.segmentation.detection import LESION_THRESHOLDS, write_detection
 from adunet_lib.segmentation.export import channel_files, export_variant, write_splits
 from adunet_lib.vocabulary import (INTERNAL, MAP_CHANNEL_NAME, MAP_NORMALISATIONS, TEST, VAL, Variant,
                                    variant)
+
+
+#: nnU-Net training losses: its own Dice + CE, or PI-CAI's baseline focal + CE.
+LOSSES = ("dice_ce", "focal_ce")
+#: nnU-Net checkpoints that predict, by the name of their file (checkpoint_<name>.pth).
+CHECKPOINTS = ("final", "best")
+#: Settings added after runs were made: at their default they stay out of the fingerprint, so an
+#: earlier run (the demo's) is not redone for a setting it already had.
+_NEWER_SETTINGS = {"loss": "dice_ce", "checkpoint": "final", "lesion_threshold": "dynamic-fast"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +48,12 @@ class SegmentationSettings:
         mirroring: test-time mirroring (nnU-Net's default: on).
         map_normalisation: nnU-Net channel name (= normalisation) of the anomaly-map channels.
         num_gpus: GPUs per training, data-parallel as nnU-Net's own ``-num_gpus`` does it (1: one device).
+        loss: ``dice_ce`` (nnU-Net's own trainer) or ``focal_ce`` (PI-CAI's baseline: 0.5 · focal +
+            0.5 · cross-entropy, :class:`~adunet_lib.segmentation.losses.FocalAndCrossEntropy`).
+        checkpoint: the weights that predict: ``final`` (nnU-Net's default) or ``best`` (the epoch
+            of best EMA pseudo-Dice on the fold's validation cases, as PI-CAI's baseline predicts).
+        lesion_threshold: how detection maps are cut from the softmax (``dynamic-fast``, the
+            package's default, or ``dynamic``, PI-CAI's evaluation's).
     """
 
     configuration: str = "3d_fullres"
@@ -55,11 +70,17 @@ class SegmentationSettings:
     seed: int = 0
     map_normalisation: str = MAP_CHANNEL_NAME
     num_gpus: int = 1
+    loss: str = "dice_ce"
+    checkpoint: str = "final"
+    lesion_threshold: str = "dynamic-fast"
 
     def __post_init__(self) -> None:
         if self.map_normalisation not in MAP_NORMALISATIONS:
             raise ParamsError(f"map_normalisation must be one of {', '.join(MAP_NORMALISATIONS)}, "
                               f"not {self.map_normalisation!r}")
+        for name, allowed in (("loss", LOSSES), ("checkpoint", CHECKPOINTS), ("lesion_threshold", LESION_THRESHOLDS)):
+            if getattr(self, name) not in allowed:
+                raise ParamsError(f"segmentation {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 
     @classmethod
     def from_params(cls, **params: Any) -> SegmentationSettings:
@@ -88,7 +109,8 @@ def _fingerprint(ctx: RunContext, spec: Variant, map_model: str, cases: pd.DataF
     return fingerprint({"variant": spec.name, "map_model": map_model if spec.maps else "",
                         "cases": cases[["case_id", "set", "fold"]].values.tolist(),
                         # how many GPUs train it is how, not what: a run moved to more GPUs resumes
-                        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "num_gpus"}
+                        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "num_gpus"
+                                     and _NEWER_SETTINGS.get(k, object()) != v}
                         | {"mirroring": None, "keep_softmax": None}},
                        upstream=upstream)
 
@@ -143,12 +165,13 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
         out = ctx.nnunet_softmax_dir(spec.name, split)
         if not all((out / f"{cid}.npz").is_file() for cid in inputs):
             steps.append({"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": inputs,
-                          "output_dir": str(out), "device": ctx.device, "mirroring": settings.mirroring})
+                          "output_dir": str(out), "device": ctx.device, "mirroring": settings.mirroring,
+                          "checkpoint": settings.checkpoint})
     if steps:
         log(f"{spec.name}: nnU-Net {' → '.join(s['command'] for s in steps)} ({settings.configuration}, "
             f"budget {settings.budget()}, folds {list(settings.folds)})")
     nnunet.call(ctx, steps, log, settings.num_processes, label=f"nnU-Net {spec.name}")
-    write_detections(ctx, spec.name, cases, jobs, settings.keep_softmax)
+    write_detections(ctx, spec.name, cases, jobs, settings.keep_softmax, settings.lesion_threshold)
     return {"seconds": time.perf_counter() - t, "steps": len(steps)}
 
 
@@ -184,7 +207,8 @@ def train_folds(ctx: RunContext, variant_name: str, folds: Sequence[int], cases:
     return len(train)
 
 
-def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jobs, keep_softmax: bool) -> None:
+def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jobs, keep_softmax: bool,
+                     threshold: str = "dynamic-fast") -> None:
     """PI-CAI detection maps on each case's T2W grid from nnU-Net's softmax."""
     sets = cases.set_index("case_id")["set"]
     for split, _, inputs in jobs:
@@ -193,7 +217,7 @@ def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jo
             if not target.is_file():
                 geometry = ctx.preprocessed_case(sets[cid], cid).t2w_geometry
                 write_detection(ctx.nnunet_softmax_dir(variant_name, split) / f"{cid}.npz", geometry, target,
-                                keep_softmax)
+                                keep_softmax, threshold)
 
 
 def run_all(ctx: RunContext, variants: Sequence[str], cases: pd.DataFrame, map_model: str,

@@ -254,3 +254,40 @@ def test_impossible_settings_fail_at_construction():
         create("ddpm", 1, SIZE, GuidedDiffusion.smoke_config() | {"channels": (8, 12)})
     with pytest.raises(ValueError, match="divisible"):
         create("ddpm", 1, SIZE + 1, GuidedDiffusion.smoke_config())
+
+
+def test_wollebs_class_conditional_ddpm_learns_every_slice_told_its_label_and_samples_healthy(tmp_path):
+    """``class_conditional`` (Wolleb et al.'s ``--class_cond True``): the DDPM trains on lesion slices
+    too, its ε depends on the label it is given, and a reconstruction gives it the healthy label only."""
+    from adunet_lib.anomaly_models.base import SliceBatch
+    from adunet_lib.anomaly_models.checkpoint import load_model
+
+    config = GuidedDiffusion.smoke_config() | {"class_conditional": True}
+    model = create("ddpm", 1, SIZE, config)
+    model.configure(total_iterations=4, epoch_length=1)
+    before = torch.cat([p.detach().flatten().clone() for p in model.unet.parameters()])
+    for _ in range(3):  # lesion slices only: an unconditional DDPM would not train at all
+        losses = model.train_step(SliceBatch(torch.rand(4, 1, SIZE, SIZE), torch.ones(4, dtype=torch.long),
+                                             torch.ones(4, 1, SIZE, SIZE)))
+        model.step += 1
+    assert "ddpm" in losses and not torch.equal(before, torch.cat([p.detach().flatten() for p in model.unet.parameters()]))
+    x_t, t = torch.randn(2, 1, SIZE, SIZE), torch.tensor([10, 400])
+    with torch.no_grad():
+        # (guided-diffusion's residual branches and output layer start at zero: the label acts from step 2 on)
+        assert not torch.equal(model.unet(x_t, t, class_labels=torch.zeros(2, dtype=torch.long)),
+                               model.unet(x_t, t, class_labels=torch.ones(2, dtype=torch.long)))
+
+    # a short fit, then every DDPM call of a reconstruction carries the healthy label (0)
+    trained, _ = fit("ddpm", toy_cohort(), tmp_path, TrainSettings(iterations=6, batch_size=8, checkpoint_every=1000,
+                                                                   log_every=2, seed=0),
+                     model_config=config, show_progress=False, log=lambda _: None)
+    reloaded = load_model(tmp_path / "model.pt")
+    assert reloaded.config.class_conditional is True
+    given = []
+    reloaded.unet.register_forward_pre_hook(lambda _, args, kwargs: given.append(kwargs["class_labels"]),
+                                            with_kwargs=True)
+    out = reloaded.reconstruct(disc_slices(3, lesion=True, seed=11))
+    assert out.shape == (3, 1, SIZE, SIZE) and len(given) == 2 * len(ddim_timesteps(reloaded.config.noise_level,
+                                                                                   reloaded.config.ddim_steps))
+    assert all(labels.tolist() == [0, 0, 0] for labels in given)
+    torch.testing.assert_close(out, trained.reconstruct(disc_slices(3, lesion=True, seed=11)))

@@ -24,6 +24,11 @@ class AEConfig(SpeedOptions):
     keep the paper's 0.1 with SGD + momentum 0.9; ``optimizer="adam"``, ``lr=1e-3`` is the usual
     alternative. The speed switches (``channels_last``, ``mixed_precision``, ``fused_optimizer``) are
     :class:`~adunet_lib.anomaly_models.base.SpeedOptions`.
+
+    ``bottleneck_design``: ``adunet`` (the default, which the demo's figures were made with) or
+    ``baur``, the bottlenecks of Baur et al.'s published code (dense: a 1×1 reduction to 16 maps and
+    dropout after each dense layer; spatial: the encoder's 128 maps with dropout, where ``adunet``
+    narrows to ``latent_channels``); see :mod:`~adunet_lib.anomaly_models.autoencoder.torch_model`.
     """
 
     filters: tuple[int, ...] = (32, 64, 128, 128)
@@ -36,6 +41,7 @@ class AEConfig(SpeedOptions):
     lr_step_epochs: int = 30
     lr_gamma: float = 0.1
     loss: str = "l2"
+    bottleneck_design: str = "adunet"
 
 
 class _Autoencoder(ReconstructionModel):
@@ -47,7 +53,7 @@ class _Autoencoder(ReconstructionModel):
         super().__init__(in_channels, image_size, config, device)
         c = self.config
         self.net = ConvAutoencoder(in_channels, image_size, tuple(c.filters), self.bottleneck, c.latent_dim,
-                                   c.latent_channels, c.dropout)
+                                   c.latent_channels, c.dropout, c.bottleneck_design)
         self._prepare(self.net)
         self._opt: torch.optim.Optimizer | None = None
         self._sched: Any = None

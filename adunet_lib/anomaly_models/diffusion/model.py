@@ -36,7 +36,9 @@ class DDPMConfig(SpeedOptions):
     Training: each step gets a balanced batch; the DDPM learns from its healthy half only, the
     classifier from the whole batch (noised at a random t) while ``step < classifier_iterations`` —
     the paper trained the DDPM for 400k and the classifier for 150k iterations. ``0`` trains the
-    classifier at every step.
+    classifier at every step. With ``class_conditional`` (Wolleb et al.'s ``--class_cond True``) the
+    DDPM learns from the whole batch instead, each slice's label embedded with its timestep, and
+    encodes and decodes with the healthy label.
 
     Translation: DDIM-encode to ``noise_level`` L, then classifier-guided DDIM back with scale s =
     ``guidance_scale``, visiting ``ddim_steps`` of the L levels (Wolleb: L = 500, s = 100, all 500
@@ -64,6 +66,10 @@ class DDPMConfig(SpeedOptions):
         guidance_scale: s; 0 gives plain DDIM encode/decode (no classifier calls).
         ddim_steps: timesteps visited between 0 and L, each way.
         clip_denoised: clip each intermediate x̂_0 to the intensity range while decoding.
+        class_conditional: the DDPM as Wolleb et al. train it — on every slice, conditioned on its
+            label, sampled with the healthy one; False (adunet's): unconditional, on healthy slices
+            only, so it never learns what a lesion looks like. Which makes better maps awaits a
+            measurement on the bench.
         channels_last, mixed_precision, fused_optimizer: speed switches
             (:class:`~adunet_lib.anomaly_models.base.SpeedOptions`); with ``mixed_precision`` the
             networks run in bf16, the DDIM updates stay in float64.
@@ -89,6 +95,7 @@ class DDPMConfig(SpeedOptions):
     guidance_scale: float = 100.0
     ddim_steps: int = 50
     clip_denoised: bool = True
+    class_conditional: bool = False
 
 
 @register("ddpm", "Diffusion Model")
@@ -116,7 +123,8 @@ class GuidedDiffusion(ReconstructionModel):
         ddim_timesteps(c.noise_level, c.ddim_steps)  # fail at construction, not after hours of training
         self.alpha_bar = alphas_cumprod(beta_schedule(c.timesteps, c.schedule, c.beta_start, c.beta_end))
         self.unet = noise_predictor(in_channels, image_size, tuple(c.channels), tuple(c.attention_resolutions),
-                                    c.num_res_blocks, c.num_head_channels, c.norm_num_groups)
+                                    c.num_res_blocks, c.num_head_channels, c.norm_num_groups,
+                                    num_classes=2 if c.class_conditional else None)
         self.classifier = noisy_classifier(in_channels, image_size, tuple(c.classifier_channels),
                                            tuple(c.classifier_attention_resolutions), c.classifier_num_res_blocks,
                                            c.num_head_channels, c.norm_num_groups)
@@ -142,14 +150,22 @@ class GuidedDiffusion(ReconstructionModel):
         self._opt = torch.optim.Adam(self.unet.parameters(), lr=self.config.lr, **options)
         self._classifier_opt = torch.optim.Adam(self.classifier.parameters(), lr=self.config.classifier_lr, **options)
 
-    def _run(self, net: nn.Module) -> NetworkFn:
-        """``net`` as ``fn(x_t, t)`` with the speed options applied; returns fp32."""
+    def _run(self, net: nn.Module, label: int | torch.Tensor | None = None) -> NetworkFn:
+        """``net`` as ``fn(x_t, t)`` with the speed options applied; returns fp32. ``label``: the class
+        a class-conditional DDPM is given (one for every slice, or one per slice)."""
 
         def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with self._autocast():
-                return net(self._input(x), t).float()
+                if label is None:
+                    return net(self._input(x), t).float()
+                labels = torch.full((x.shape[0],), label, device=x.device) if isinstance(label, int) else label
+                return net(self._input(x), t, class_labels=labels.to(x.device, torch.long)).float()
 
         return fn
+
+    def _ddpm(self, label: int | torch.Tensor = HEALTHY) -> NetworkFn:
+        """The DDPM as ``fn(x_t, t)``; a class-conditional one is told ``label``."""
+        return self._run(self.unet, label if self.config.class_conditional else None)
 
     def _noised(self, x0: torch.Tensor, max_t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x_t, t, ε) for random t < max_t; drawn on the CPU so that the checkpointed CPU RNG state alone
@@ -163,11 +179,12 @@ class GuidedDiffusion(ReconstructionModel):
         c = self.config
         x0 = self._input(batch.images) * 2 - 1
         losses: dict[str, float] = {}
-        healthy = batch.labels == HEALTHY
-        # the DDPM must learn the healthy distribution only: lesion slices are for the classifier
-        if healthy.any():
-            x_t, t, noise = self._noised(x0[healthy], c.timesteps)
-            loss = F.mse_loss(self._run(self.unet)(x_t, t), noise)
+        # unconditional, the DDPM must learn the healthy distribution only: lesion slices are for the
+        # classifier; class-conditional, it learns both and is told which one each slice shows
+        learn = torch.ones_like(batch.labels, dtype=torch.bool) if c.class_conditional else batch.labels == HEALTHY
+        if learn.any():
+            x_t, t, noise = self._noised(x0[learn], c.timesteps)
+            loss = F.mse_loss(self._ddpm(batch.labels[learn])(x_t, t), noise)
             self._opt.zero_grad(set_to_none=True)
             loss.backward()
             self._opt.step()
@@ -187,7 +204,7 @@ class GuidedDiffusion(ReconstructionModel):
         c = self.config
         steps = ddim_timesteps(c.noise_level, c.ddim_steps)
         with torch.no_grad():
-            unet = self._run(self.unet)
+            unet = self._ddpm(HEALTHY)  # Wolleb et al. encode and decode with the healthy label
             latent = ddim_encode(unet, x * 2 - 1, self.alpha_bar, steps)
             # decoding re-enables gradients for the classifier only
             healthy = ddim_decode(unet, latent, self.alpha_bar, steps, self._run(self.classifier), c.guidance_scale,

@@ -37,8 +37,10 @@ def _check_widths(channels: Sequence[int], norm_num_groups: int, what: str) -> N
 
 def noise_predictor(in_channels: int, image_size: int, channels: Sequence[int] = (128, 128, 256, 384, 512),
                     attention_resolutions: Sequence[int] = (16,), num_res_blocks: int = 2,
-                    num_head_channels: int = 64, norm_num_groups: int = 32) -> DiffusionModelUNet:
-    """The ε-predicting U-Net, ``eps = net(x_t, t)`` with ``x_t`` of shape ``(B, in_channels, S, S)``.
+                    num_head_channels: int = 64, norm_num_groups: int = 32,
+                    num_classes: int | None = None) -> DiffusionModelUNet:
+    """The ε-predicting U-Net, ``eps = net(x_t, t)`` with ``x_t`` of shape ``(B, in_channels, S, S)``;
+    with ``num_classes``, class-conditional: ``eps = net(x_t, t, class_labels=y)``.
 
     Args:
         in_channels: sequences seen at once (input and output channels).
@@ -48,6 +50,8 @@ def noise_predictor(in_channels: int, image_size: int, channels: Sequence[int] =
         num_res_blocks: residual blocks per level.
         num_head_channels: channels per attention head.
         norm_num_groups: GroupNorm groups; every width must be divisible by it.
+        num_classes: classes whose learned embedding is added to the timestep's (guided-diffusion's
+            ``--class_cond True``); None: unconditional.
 
     Example:
         >>> net = noise_predictor(1, 32, channels=(8, 16), attention_resolutions=(), num_res_blocks=1,
@@ -62,7 +66,8 @@ def noise_predictor(in_channels: int, image_size: int, channels: Sequence[int] =
     return DiffusionModelUNet(
         spatial_dims=2, in_channels=in_channels, out_channels=in_channels, num_res_blocks=num_res_blocks,
         channels=tuple(channels), attention_levels=tuple(s in set(attention_resolutions) for s in sides),
-        norm_num_groups=norm_num_groups, num_head_channels=_head_channels(channels, num_head_channels))
+        norm_num_groups=norm_num_groups, num_head_channels=_head_channels(channels, num_head_channels),
+        num_class_embeds=num_classes)
 
 
 def noisy_classifier(in_channels: int, image_size: int, channels: Sequence[int] = (128, 128, 256, 384, 512),
