@@ -250,10 +250,10 @@ def main() -> None:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        frame.round(5).to_csv(out.with_suffix(".csv"), index=False)
+        frame.round(5).to_csv(out.parent / f"{out.name}.csv", index=False)
         command = " ".join(["python benchmarks/bench_parity.py", *[a if "/" not in a or a.startswith(("params/", "figures/"))
                                                                     else "<path>" for a in sys.argv[1:]]])
-        out.with_suffix(".md").write_text(f"# Fixed-Point GAN: adunet vs the official solver\n\n`{command}`\n\n"
+        (out.parent / f"{out.name}.md").write_text(f"# Fixed-Point GAN: adunet vs the official solver\n\n`{command}`\n\n"
                                           f"{len(train)} training slices; fpgan {config}; batch {batch}.\n\n{text}\n",
                                           encoding="utf-8")
 
