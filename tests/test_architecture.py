@@ -100,7 +100,8 @@ def test_a_fifth_model_added_the_readme_way_is_trained_tabled_drawn_and_mapped(s
     assert {"Vanilla AE", "Spatial AE", "Diffusion Model", "FP GAN", "Dummy Smoother"} <= titles
     assert all(ctx.map_file(DUMMY_MODEL, cid, "adc").is_file() for cid in cases["case_id"])
     quality = pd.read_csv(figures / "map_quality.csv")
-    assert set(quality["model"]) == {"dense_ae", "spatial_ae", "ddpm", "fpgan", DUMMY_MODEL}
+    # every trained model, and the oracle (G(x) = the phantoms' lesion-free twin) beside them
+    assert set(quality["model"]) == {"dense_ae", "spatial_ae", "ddpm", "fpgan", DUMMY_MODEL, "oracle"}
 
 
 @pytest.mark.slow
