@@ -394,9 +394,8 @@ class RunContext:
         return self.nnunet_dir / "settings.json"
 
     def nnunet_dataset(self, variant_name: str, base_dataset_id: int) -> tuple[int, str]:
-        """(dataset id, dataset name) of a variant: base id + the variant's index in the vocabulary."""
-        variant(variant_name)
-        dataset_id = base_dataset_id + list(VARIANTS).index(variant_name)
+        """(dataset id, dataset name) of a variant: base id + the variant's own, fixed ``dataset_offset``."""
+        dataset_id = base_dataset_id + variant(variant_name).dataset_offset
         return dataset_id, nnunet_dataset_name(dataset_id, variant_name)
 
     def nnunet_dataset_record(self, dataset_name: str) -> Path:

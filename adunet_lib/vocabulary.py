@@ -70,6 +70,9 @@ class Variant:
     name: str
     display: str
     maps: tuple[str, ...]
+    #: its nnU-Net dataset id is the run's base id + this offset: fixed per variant, so adding a variant
+    #: never renumbers another's dataset (trained models stay where they are)
+    dataset_offset: int = 0
     #: whose maps this variant always takes (None: the run's ``segmentation.map_model``)
     map_model: str | None = None
 
@@ -103,16 +106,19 @@ MAP_NORMALISATIONS = {"noNorm": "none", "zscore": "per-case z-score", "CT": "dat
                       "rescale_to_0_1": "per-case min-max"}
 
 #: The paper's Table II rows, in its order, then adunet's oracle row (phantoms only: the maps of the
-#: lesion-free twin, the headroom every variant reads against); a variant's nnU-Net dataset id is base id
-#: + its index, so a new variant goes at the end.
+#: lesion-free twin, the headroom every variant reads against). A variant's nnU-Net dataset id is base id
+#: + its own ``dataset_offset``: a new variant takes an unused offset, wherever it is listed.
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("baseline", "nnU-Net baseline", ()),
-    Variant("adunet_t2w", "adU-Net(T2W)", ("t2w",)),
-    Variant("adunet_adc", "adU-Net(ADC)", ("adc",)),
-    Variant("adunet_dwi", "adU-Net(DWI)", ("hbv",)),
-    Variant("adunet_all", "adU-Net(all bpMRI)", ("t2w", "adc", "hbv")),
-    Variant("adunet_all_oracle", "adU-Net(all), oracle maps", ("t2w", "adc", "hbv"), map_model=ORACLE),
+    Variant("baseline", "nnU-Net baseline", (), dataset_offset=0),
+    Variant("adunet_t2w", "adU-Net(T2W)", ("t2w",), dataset_offset=1),
+    Variant("adunet_adc", "adU-Net(ADC)", ("adc",), dataset_offset=2),
+    Variant("adunet_dwi", "adU-Net(DWI)", ("hbv",), dataset_offset=3),
+    Variant("adunet_all", "adU-Net(all bpMRI)", ("t2w", "adc", "hbv"), dataset_offset=4),
+    Variant("adunet_all_oracle", "adU-Net(all), oracle maps", ("t2w", "adc", "hbv"), dataset_offset=5,
+            map_model=ORACLE),
 )}
+if len({v.dataset_offset for v in VARIANTS.values()}) != len(VARIANTS):  # pragma: no cover - a developer's slip
+    raise RuntimeError("two variants share an nnU-Net dataset offset")
 #: Variants that need the phantoms' twins (no real data set has them).
 ORACLE_VARIANTS = tuple(v.name for v in VARIANTS.values() if v.map_model == ORACLE)
 

@@ -66,6 +66,21 @@ def test_nnunet_names_come_from_nnunet():
     assert nnunet_dataset_name(7, "baseline") == "Dataset007_adunet_baseline"
 
 
+def test_a_new_variant_never_renumbers_another_variants_dataset(monkeypatch):
+    """nnU-Net keeps trained models under the dataset's id: listing a new variant before the others (as the
+    oracle row was added) must leave every other variant's dataset where it was (#29)."""
+    from adunet_lib import vocabulary
+    from adunet_lib.run_folder import RunContext
+
+    ctx = RunContext(REPO / "runs" / "x", REPO / "figures" / "x")
+    before = {name: ctx.nnunet_dataset(name, 500) for name in vocabulary.VARIANTS}
+    new = vocabulary.Variant("adunet_t2w_dwi", "adU-Net(T2W+DWI)", ("t2w", "hbv"), dataset_offset=6)
+    monkeypatch.setattr(vocabulary, "VARIANTS", {new.name: new, **vocabulary.VARIANTS})
+    after = {name: ctx.nnunet_dataset(name, 500) for name in before}
+    assert after == before and ctx.nnunet_dataset(new.name, 500)[0] == 506
+    assert len({i for i, _ in before.values()}) == len(before)  # no two variants share a dataset
+
+
 @pytest.mark.slow
 def test_the_run_folder_holds_what_the_layout_lists_and_nothing_else(smoke_series):
     from adunet_lib.run_folder import LAYOUT
