@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from adunet_lib.vocabulary import TEST, VAL
+from adunet_lib.vocabulary import TEST, TRAIN, VAL
 
 ZONES = {"gland": None, "PZ": 1, "TZ": 2}
 
@@ -56,8 +56,9 @@ def voxel_quality(values: np.ndarray, truth: np.ndarray, threshold: float | None
 
 
 def quality_table(samples: Iterable[dict]) -> pd.DataFrame:
-    """``samples``: dicts with model, sequence, set ('val' | 'test'), values, lesion, zones (flat arrays
-    of gland voxels). Thresholds chosen on 'val' rows are applied to 'test' rows."""
+    """``samples``: dicts with model, sequence, set ('train' | 'val' | 'test'), values, lesion, zones (flat
+    arrays of gland voxels). Thresholds chosen on 'val' rows are applied to 'test' rows; 'train' rows take
+    their own best Dice threshold."""
     pooled: dict[tuple, dict[str, list]] = {}
     for s in samples:
         for zone, code in ZONES.items():
@@ -68,7 +69,7 @@ def quality_table(samples: Iterable[dict]) -> pd.DataFrame:
             entry["lesion"].append(s["lesion"][keep])
     rows = []
     thresholds = {}
-    for set_name in (VAL, TEST):
+    for set_name in (TRAIN, VAL, TEST):
         for (model, seq, zone, sname), entry in pooled.items():
             if sname != set_name:
                 continue

@@ -30,7 +30,7 @@ from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import exclusive, read_json, write_json
 from adunet_lib.progress import progress
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, ORACLE, SEQUENCE_DISPLAY, SEQUENCES, TEST, VAL
+from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, ORACLE, SEQUENCE_DISPLAY, SEQUENCES, TEST, TRAIN, VAL
 
 
 def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
@@ -124,8 +124,12 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
 
 
 def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, show_progress: bool = True) -> pd.DataFrame:
-    """Voxel AUROC / AUPRC / Dice per model, sequence and zone; validation picks the Dice threshold."""
-    labeled = cases[cases["labeled"].astype(bool) & cases["split"].isin([VAL, TEST])]
+    """Voxel AUROC / AUPRC / Dice per model, sequence and zone; validation picks the Dice threshold.
+
+    The training split is scored too (set ``training``): those are the maps nnU-Net learns from, and when
+    a reconstruction model saw those cases (``leak_free_maps`` 0) they can be better than the maps it is
+    tested on — nnU-Net then learns to trust a channel that fails it on new cases."""
+    labeled = cases[cases["labeled"].astype(bool) & cases["split"].isin([TRAIN, VAL, TEST])]
     truth = {}
     for _, row in progress(list(labeled.iterrows()), desc="lesion masks", unit="case", enabled=show_progress):
         gland = ctx.preprocessed_case(row["set"], row["case_id"]).gland_on_t2w().array > 0
@@ -146,7 +150,7 @@ def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, sho
     edits = edit_table(ctx, models, labeled)
     if len(edits):
         table = table.merge(edits, on=["model", "sequence", "zone", "set"], how="left")
-    table["set"] = table["set"].map({VAL: EVALUATED_SPLITS[VAL], TEST: "test"})
+    table["set"] = table["set"].map({TRAIN: "training", VAL: EVALUATED_SPLITS[VAL], TEST: "test"})
     return table
 
 

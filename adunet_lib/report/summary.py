@@ -11,8 +11,8 @@ import pandas as pd
 from adunet_lib.fileio import write_text
 from adunet_lib.report.verify import SPREAD
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import (ANOMALY_COHORTS, EVALUATED_MEANING, EVALUATED_SPLITS, OOF, ORACLE_VARIANTS, TEST,
-                                   TRAIN, VAL)
+from adunet_lib.vocabulary import (ANOMALY_COHORTS, EVALUATED_MEANING, EVALUATED_SPLITS, OOF, ORACLE_VARIANTS,
+                                   SEQUENCE_DISPLAY, SEQUENCES, TEST, TRAIN, VAL)
 
 PAPER = {"external test": {"baseline": 0.6049, "best": ("adU-Net(all bpMRI)", 0.6181)},
          "validation": {"baseline": 0.6157, "best": ("adU-Net(all bpMRI)", 0.6150)}}
@@ -122,7 +122,28 @@ def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[s
                "that saw those cases")
         lines.append(f"- maps of `{model}`: made by a model that saw the case for {int(seen.sum())} of the "
                      f"{len(cases)} cases ({counts}); {verdict}; {how}")
+        lines += _map_gap_line(ctx, model)
     return lines
+
+
+def _map_gap_line(ctx: RunContext, model: str) -> list[str]:
+    """How well ``model``'s maps find lesion voxels (gland AUROC per sequence, map_quality.csv) on the training
+    split, where nnU-Net learns what a map channel is worth, against the sets it is evaluated on."""
+    path = ctx.figure("map_quality.csv")
+    if not path.is_file():
+        return []
+    quality = pd.read_csv(path)
+    rows = quality[(quality["model"] == model) & (quality["zone"] == "gland")]
+    sets = [s for s in ("training", EVALUATED_SPLITS[VAL], "test") if s in set(rows["set"])]
+    if "training" not in sets or len(sets) < 2:
+        return []
+    parts = []
+    for name in sets:
+        block = rows[rows["set"] == name].set_index("sequence")["auroc"]
+        parts.append(f"{name} " + ", ".join(f"{SEQUENCE_DISPLAY[q]} {block[q]:.2f}" for q in SEQUENCES
+                                            if q in block and pd.notna(block[q])))
+    return ["  - lesion-voxel AUROC of its maps in the gland (map_quality.csv): " + "; ".join(parts)
+            + " — nnU-Net learns what a map is worth on the first and is scored on the others"]
 
 
 def _headline(table2: pd.DataFrame) -> list[str]:
