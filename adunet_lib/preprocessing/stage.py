@@ -284,7 +284,10 @@ def figure_rows(ctx: RunContext, cases: pd.DataFrame, count: int) -> list[dict[s
 
 
 def viewer_volumes(ctx: RunContext, cases: pd.DataFrame) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(case id, model-slice volumes, overlays) of the case with most lesion slices, for the viewer."""
-    first = cases.sort_values("lesion_slices", ascending=False).iloc[0]
+    """(case id, model-slice volumes, overlays) for the viewer: the validation case with most lesion slices
+    (the run's own held-out fold, so two runs on different cohorts draw their own case), else any case's."""
+    held_out = cases[cases["split"] == VAL] if "split" in cases else cases.iloc[:0]
+    pool = held_out if len(held_out) and held_out["lesion_slices"].max() > 0 else cases
+    first = pool.sort_values(["lesion_slices", "case_id"], ascending=[False, True]).iloc[0]
     st = ctx.preprocessed_case(first["set"], first["case_id"]).stack(CROPPED)
     return first["case_id"], {s: st.sequence(s) for s in SEQUENCES}, {"gland": st.gland, "lesion": st.lesion}
