@@ -2,7 +2,6 @@
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, series_params
+from conftest import REPO
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import sys
@@ -61,28 +60,5 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(sig, tmp_path):
     assert list(history["iteration"]) == list(range(1, 301))  # no lost or doubled rows
 
 
-@pytest.mark.slow
-def test_a_killed_reproduce_run_restarts_and_matches_the_uninterrupted_run(smoke_series, tmp_path):
-    """Killed at a random moment of notebooks 02–07 (models, maps, nnU-Net, evaluation), the same command
-    then finishes with the shared run's numbers. It starts from notebook 01's outputs (an interruption of
-    01 is the Ctrl-C test's), which saves the suite a third run of 01."""
-    run, figures, timings = smoke_series
-    snapshot = run.parent.parent / "after_01"
-    shutil.copytree(snapshot / "runs", tmp_path / "runs")
-    shutil.copytree(snapshot / "figures", tmp_path / "figures")
-    params = series_params(tmp_path)
-    cmd = [sys.executable, "-m", "adunet_lib.cli", "reproduce", str(params), "--from", "02", "--quiet"]
-    total = sum(seconds for name, seconds in timings.items() if not name.startswith("01"))
-    delay = random.Random(os.getpid()).uniform(0.15, 0.75) * total
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole run: runner, kernel and any nnU-Net worker
-        proc.wait()
-    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, encoding="utf-8", errors="replace")
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    mine = tmp_path / "figures" / "smoke"
-    for table in ("table1.csv", "table2.csv", "map_quality.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(mine / table), pd.read_csv(figures / table), check_exact=False,
-                                      rtol=1e-6, obj=f"{table} (killed after {delay:.0f} s)")
+# A killed run of the whole series (notebooks 02–07 as the jobs of `adunet submit`) restarting to the same
+# tables is tests/test_reproducibility.py's: one rerun of the smoke series serves both.

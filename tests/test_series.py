@@ -20,8 +20,7 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
                              "05_anomaly_maps", "06_segmentation", "07_evaluation"]
     table2 = pd.read_csv(figures / "table2.csv")
     for set_name, block in table2.groupby("set"):
-        assert list(block["Model"]) == ["nnU-Net baseline", "adU-Net(ADC)", "adU-Net(all bpMRI)",
-                                        "adU-Net(all), oracle maps"], set_name
+        assert list(block["Model"]) == ["nnU-Net baseline", "adU-Net(all bpMRI)", "adU-Net(all), oracle maps"], set_name
     for k in ("auroc", "ap", "score"):
         assert table2[k].between(0, 1).all(), k
         assert (table2[f"{k}_lo"] <= table2[k] + 1e-9).all() and (table2[k] <= table2[f"{k}_hi"] + 1e-9).all(), k
@@ -50,7 +49,7 @@ def test_the_smoke_series_writes_every_table_and_figure(smoke_series):
     assert (figures / "table2.md").read_text(encoding="utf-8").count("**") >= 6  # best per column marked
     # the run folder follows the contract
     assert sorted(p.name for p in (run / "predictions").iterdir()) == sorted(
-        ["baseline", "adunet_adc", "adunet_all", "adunet_all_oracle"])  # smoke.yaml's variants + the oracle row
+        ["baseline", "adunet_all", "adunet_all_oracle"])  # smoke.yaml's variants + the oracle row
     assert "Headroom on the external test set: with the oracle's maps" in summary
     assert "lesion-voxel AUROC of its maps in the gland (map_quality.csv): training T2W" in summary
     assert list((run / "maps" / "fpgan").glob("*_adc_anomaly.mha"))
@@ -160,7 +159,7 @@ def test_the_series_counts_every_case_of_real_layouts(smoke_series):
     splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
     used = sorted(p for p in (run / "nnunet" / "preprocessed").glob("Dataset*/splits_final.json")
                   if not p.parent.name.endswith("_zones"))  # the zone model has folds of its own
-    assert len(used) == 4 and all(json.loads(p.read_text(encoding="utf-8")) == splits for p in used)
+    assert len(used) == 3 and all(json.loads(p.read_text(encoding="utf-8")) == splits for p in used)
     fold0 = set(inner.loc[inner["fold"] == 0, "case_id"])
     assert set(splits[0]["val"]) == fold0 & set(inner.loc[inner["labeled"], "case_id"])
     assert {p.name.split("_detection")[0] for p in (run / "predictions" / "baseline" / "val").iterdir()} == set(splits[0]["val"])

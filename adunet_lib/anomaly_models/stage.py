@@ -44,7 +44,7 @@ def check_models(models: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     unknown = [m for m in models if m not in known]
     if unknown:
         raise ParamsError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(known)} "
-                          "(a new model needs its module in the registry; see README, 'Adding a reconstruction model')")
+                          "(a new model needs its module in the registry; see docs/adding-a-model.md)")
     return {name: dict(config or {}) for name, config in models.items()}
 
 
