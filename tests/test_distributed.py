@@ -250,7 +250,7 @@ def test_the_job_graph_waits_where_the_series_needs_it_and_uses_torchrun_for_sev
     assert sorted(jobs["maps_2of3"].after) == trainers and "--shard" in jobs["maps_2of3"].command
     assert jobs["nnunet_baseline_fold0"].after == ["prepare"]  # no maps: starts with the models
     assert jobs["maps"].after == ["maps_1of3", "maps_2of3", "maps_3of3"] and "--shard" not in jobs["maps"].command
-    assert jobs["nnunet_adunet_adc_fold0"].after == ["maps"]  # the completed map set, not the shards
+    assert jobs["nnunet_adunet_all_fold0"].after == ["maps"]  # the completed map set, not the shards
     assert list(jobs)[-1] == "assemble" and set(jobs["assemble"].after) == set(jobs) - {"assemble"}
     assert list(jobs)[0] == "prepare" and jobs["prepare"].command[-2:] == ["--to", "01"]
 
