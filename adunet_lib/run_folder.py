@@ -7,6 +7,10 @@ functions. :data:`LAYOUT` is the listing that ARCHITECTURE.md shows (a test keep
 
 A run folder is self-contained: notebook 01 copies every case's sequences and masks, on the case's
 T2W grid, into ``cases/``; nothing after it reads the source dataset.
+
+This module knows where things are, not what they are: a record a stage owns is read by its own type
+(``PreprocessedCase.from_run``, ``registry.trained_models``), so the run folder sits below every stage
+(``adunet_lib/layers.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from adunet_lib.data.image import Image
-    from adunet_lib.preprocessing.pipeline import PreprocessedCase
 
 #: What a finished run folder holds (ARCHITECTURE.md shows this listing; a test compares them).
 LAYOUT = """\
@@ -262,11 +265,6 @@ class RunContext:
     def preprocessed_dir(self, set_name: str) -> Path:
         return self.run_dir / "preprocessed" / set_name
 
-    def preprocessed_case(self, set_name: str, case_id: str) -> PreprocessedCase:
-        from adunet_lib.preprocessing.pipeline import PreprocessedCase
-
-        return PreprocessedCase.load(self.preprocessed_dir(set_name), case_id)
-
     @property
     def cases_table(self) -> Path:
         return self.run_dir / "preprocessed" / "cases.csv"
@@ -317,16 +315,6 @@ class RunContext:
             return [("all", joint)]
         found = [(seq, self.model_checkpoint(model, seq, mode, part)) for seq in SEQUENCES]
         return found if all(path.is_file() for _, path in found) else None
-
-    def trained_models(self, mode: str = CROPPED) -> list[str]:
-        """Models with a complete set of checkpoints for ``mode``, in registry order: the list that
-        Table I, Fig. 3, the maps and map quality use."""
-        from adunet_lib.anomaly_models.registry import available
-
-        if not self.models_dir.is_dir():
-            return []
-        present = {p.name for p in self.models_dir.iterdir() if p.is_dir()}
-        return [m for m in available() if m in present and self.model_checkpoints(m, mode)]
 
     # -- notebook 05: anomaly maps ------------------------------------------------------------
     def map_dir(self, model: str) -> Path:

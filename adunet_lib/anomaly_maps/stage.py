@@ -23,11 +23,12 @@ from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, rec
 from adunet_lib.anomaly_models.oracle import ZONES as EDIT_ZONES
 from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_files, twin_stack
 from adunet_lib.anomaly_models.data import cases_seen
-from adunet_lib.anomaly_models.registry import display_name, get
+from adunet_lib.anomaly_models.registry import display_name, get, trained_models
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.data.image import read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import exclusive, read_json, write_json
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.progress import progress
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, ORACLE, SEQUENCE_DISPLAY, SEQUENCES, TEST, TRAIN, VAL
@@ -43,7 +44,7 @@ def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
 def map_models(ctx: RunContext) -> list[str]:
     """The models notebook 05 maps by default: every model trained in the run (02–04), then the ``oracle``
     when the run's cohorts are phantoms with lesion-free twins."""
-    return ctx.trained_models() + ([ORACLE] if has_twins(ctx) else [])
+    return trained_models(ctx) + ([ORACLE] if has_twins(ctx) else [])
 
 
 def map_checkpoints(ctx: RunContext, model: str, parts: set) -> list[str]:
@@ -103,7 +104,7 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
             done = (all(ctx.map_file(model, cid, s).is_file() for s in SEQUENCES)
                     and (not twins or ctx.map_edits(model, cid).is_file()))
             if not done:
-                pre = ctx.preprocessed_case(row["set"], cid)
+                pre = PreprocessedCase.from_run(ctx, row["set"], cid)
                 healthy = pseudo_healthy(ctx, model, pre, cache, parts[cid])
                 twin = twin_stack(ctx, pre) if twins else None
                 if twin is not None:  # phantoms: how far G(x) is from the twin, while G(x) is at hand
@@ -132,7 +133,7 @@ def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, sho
     labeled = cases[cases["labeled"].astype(bool) & cases["split"].isin([TRAIN, VAL, TEST])]
     truth = {}
     for _, row in progress(list(labeled.iterrows()), desc="lesion masks", unit="case", enabled=show_progress):
-        gland = ctx.preprocessed_case(row["set"], row["case_id"]).gland_on_t2w().array > 0
+        gland = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).gland_on_t2w().array > 0
         lesion = ctx.case_image(row["set"], row["case_id"], "lesion").array
         zones = ctx.case_image(row["set"], row["case_id"], "zones")
         zones = zones.array if zones is not None else gland.astype(np.uint8)
@@ -177,7 +178,7 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
     """The paper's Fig. 4: per patient, rows T2W/ADC/DWI; columns original, reconstructions, maps, lesion."""
     import matplotlib.pyplot as plt
 
-    from adunet_lib.report.figures import show_slice
+    from adunet_lib.plotting import show_slice
 
     candidates = slices[(slices["label"] == LESION) & slices["split"].isin([VAL, TEST])]
     chosen = (candidates.sort_values("lesion_voxels", ascending=False).drop_duplicates("case_id").head(patients))
@@ -185,11 +186,11 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
     fig, axes = plt.subplots(3 * len(chosen), n_cols, figsize=(1.7 * n_cols, 1.7 * 3 * len(chosen)), squeeze=False)
     cache: dict = {}
     for p, (_, row) in enumerate(chosen.iterrows()):
-        st = ctx.preprocessed_case(row["set"], row["case_id"]).stack(CROPPED)
+        st = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).stack(CROPPED)
         k = int(row["slice"])
         images = st.images[:, k:k + 1]
         gland = st.gland[k:k + 1]
-        pre = ctx.preprocessed_case(row["set"], row["case_id"])
+        pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
         recs = {m: (pseudo_healthy(ctx, m, pre)[:, k:k + 1] if m == ORACLE else
                     reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), CROPPED, gland[:, None].astype(np.float32),
                                       cache).transpose(1, 0, 2, 3)) for m in models}

@@ -20,10 +20,11 @@ from adunet_lib.anomaly_models.data import SliceData, cohort_slices, load_slices
 from adunet_lib.anomaly_models.inference import reconstruct_stack
 from adunet_lib.anomaly_models.metrics import reconstruction_table
 from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_stack
-from adunet_lib.anomaly_models.registry import available, display_name, get
+from adunet_lib.anomaly_models.registry import available, display_name, get, trained_models
 from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import atomic_path
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import (CROPPED, EXTERNAL, FULL, HEALTHY, INTERNAL, LESION, SEQUENCE_DISPLAY, SEQUENCES,
                                    TEST, TRAIN, VAL)
@@ -114,7 +115,7 @@ def lesion_edits(ctx: RunContext, models: Sequence[str], lesion_rows: pd.DataFra
     data = load_slices(ctx, lesion_rows, "all", mode)
     twins = []
     for (set_name, case_id), rows in data.index.groupby(["set", "case_id"], sort=False):
-        twin = twin_stack(ctx, ctx.preprocessed_case(set_name, case_id), mode)
+        twin = twin_stack(ctx, PreprocessedCase.from_run(ctx, set_name, case_id), mode)
         if twin is None:
             return {}
         twins.append(twin[:, rows["slice"].to_numpy()])
@@ -200,7 +201,7 @@ def table1_note(table: pd.DataFrame) -> str:
 def best_model(ctx: RunContext, models: Sequence[str] | None = None) -> str:
     """The model with the highest mean SSIM on cropped validation images (how the paper picked FP-GAN)."""
     scores = {}
-    for m in models if models is not None else ctx.trained_models():
+    for m in models if models is not None else trained_models(ctx):
         frame = _read_metrics(ctx, m)
         if len(frame):
             frame = frame[(frame["mode"] == CROPPED) & (frame["split"] == VAL)]
@@ -214,7 +215,7 @@ def best_model(ctx: RunContext, models: Sequence[str] | None = None) -> str:
 def table1(ctx: RunContext, models: Sequence[str] | None = None) -> pd.DataFrame:
     """The paper's Table I over every model trained in the run (or ``models``): full-image block,
     cropped-image block, held-out test block of the best model."""
-    models = list(models) if models is not None else ctx.trained_models()
+    models = list(models) if models is not None else trained_models(ctx)
     frames = [f for f in (_read_metrics(ctx, m) for m in models) if len(f)]
     if not frames:
         raise AdunetError("no models/<model>/metrics.csv yet: run notebooks 02–04")
@@ -256,9 +257,9 @@ def figure3(ctx: RunContext, models: Sequence[str] | None, data: SliceData, sequ
     run), side by side (rows: slice × sequence)."""
     import matplotlib.pyplot as plt
 
-    from adunet_lib.report.figures import show_slice
+    from adunet_lib.plotting import show_slice
 
-    models = list(models) if models is not None else ctx.trained_models()
+    models = list(models) if models is not None else trained_models(ctx)
     recs = {m: reconstruct_stack(ctx, m, data.images, CROPPED, data.masks) for m in models}
     seqs = range(len(SEQUENCES)) if sequence_index is None else [sequence_index]
     rows = [(i, c) for i in range(len(data)) for c in seqs]

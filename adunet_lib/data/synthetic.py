@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from adunet_lib.data.image import Geometry, Image, write_image
+from adunet_lib.data.image import Geometry, Image, resample_to, write_image
 from adunet_lib.progress import progress
 from adunet_lib.fileio import atomic_path, write_json
 
@@ -522,8 +522,6 @@ class _Prostate158Writer:
         self.out, self.cfg, self.rows = out, cfg, {s: [] for s in self.SPLITS}
 
     def write(self, i: int, data: dict[str, Any]) -> str:
-        from adunet_lib.preprocessing.geometry import resample_to
-
         case_id = f"{i + 1:03d}"
         split = self.SPLITS[i % 3]
         rel = Path(split) / case_id

@@ -18,8 +18,8 @@ from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path, write_json
 from adunet_lib.data.case import read_case_image
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, folds_from_splits, load_twin,
-                                               preprocess_dataset, save_twin, slice_table, twin_stacks)
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, folds_from_splits,
+                                               load_twin, preprocess_dataset, save_twin, slice_table, twin_stacks)
 from adunet_lib.run_folder import RunContext, resolve
 from adunet_lib.vocabulary import ANOMALY_COHORTS, CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
@@ -106,7 +106,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                                        show_progress=show_progress, desc=f"preprocess {set_name}",
                                        volumes_dir=ctx.cases_dir(set_name))
         skipped.extend(bad)
-        pres = {cid: ctx.preprocessed_case(set_name, cid) for cid in done}
+        pres = {cid: PreprocessedCase.from_run(ctx, set_name, cid) for cid in done}
         preprocess_twins(ctx, set_name, pres)
         if set_name == INTERNAL and splits_file:
             folds = folds_from_splits(resolve(splits_file), [(cid, dataset[cid].patient) for cid in pres])
@@ -265,7 +265,7 @@ def figure_rows(ctx: RunContext, cases: pd.DataFrame, count: int) -> list[dict[s
     chosen = cases.sort_values(["lesion_slices", "case_id"], ascending=[False, True]).head(count)
     rows = []
     for _, row in chosen.iterrows():
-        pre = ctx.preprocessed_case(row["set"], row["case_id"])
+        pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
         st = pre.stack(CROPPED)
         k = int(np.argmax(st.lesion.reshape(len(st.lesion), -1).sum(1))) if st.lesion.any() else pre.n_slices // 2
         z = int(pre.slice_indices[k])
@@ -289,5 +289,5 @@ def viewer_volumes(ctx: RunContext, cases: pd.DataFrame) -> tuple[str, dict[str,
     held_out = cases[cases["split"] == VAL] if "split" in cases else cases.iloc[:0]
     pool = held_out if len(held_out) and held_out["lesion_slices"].max() > 0 else cases
     first = pool.sort_values(["lesion_slices", "case_id"], ascending=[False, True]).iloc[0]
-    st = ctx.preprocessed_case(first["set"], first["case_id"]).stack(CROPPED)
+    st = PreprocessedCase.from_run(ctx, first["set"], first["case_id"]).stack(CROPPED)
     return first["case_id"], {s: st.sequence(s) for s in SEQUENCES}, {"gland": st.gland, "lesion": st.lesion}

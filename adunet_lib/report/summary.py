@@ -89,6 +89,8 @@ def _zone_lines(ctx: RunContext, cases: pd.DataFrame) -> list[str]:
 def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[str] | None = None) -> list[str]:
     """Which cohort trained the reconstruction models, and whether a case's map came from a model that
     saw it — counted per split from the map set's record, and said of each evaluated row that holds one."""
+    from adunet_lib.anomaly_models.registry import trained_models
+
     cohort = pre.get("anomaly_cohort", {})
     kind = cohort.get("kind", "training_split")
     lines = [f"- reconstruction models trained on the `{kind}` cohort ({cohort.get('cases', '?')} cases of "
@@ -100,7 +102,7 @@ def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[s
                      + (f"; for {unrecorded} of them the data record no PI-RADS, so they qualify by csPCa alone"
                         if unrecorded else ""))
     evaluated = set(EVALUATED_SPLITS.values()) if evaluated is None else evaluated
-    for model in ctx.trained_models():
+    for model in trained_models(ctx):
         record = _read_json(ctx.map_record(model)) or {}
         if not record:
             continue
@@ -249,6 +251,8 @@ def _spread_section(path: Path) -> list[str]:
 def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases: pd.DataFrame,
                   table1: pd.DataFrame | None = None, extra_caveats: list[str] | None = None) -> Path:
     """Compose and write ``summary.md`` from the run folder's records and the final tables."""
+    from adunet_lib.anomaly_models.registry import trained_models
+
     params = _read_json(ctx.params_record) or {}
     timings = _read_json(ctx.reproduce_record) or {}
     pre = _read_json(ctx.preprocessing_record) or {}
@@ -263,7 +267,7 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
              f"- preprocessing: {pre.get('preprocess', {})}", *_map_lines(ctx, pre, cases, set(table2["set"])),
              "- reconstruction models (every model trained in the run: "
-             f"{', '.join(ctx.trained_models()) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
+             f"{', '.join(trained_models(ctx)) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
              f"- nnU-Net: {seg or '(not recorded)'}", ""]
     if table1 is not None and len(table1):
         best = table1[table1["block"] == "Test results"]

@@ -19,6 +19,7 @@ import pandas as pd
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import exclusive, write_json
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import LESION_THRESHOLDS, write_detection
@@ -215,7 +216,7 @@ def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jo
         for cid in inputs:
             target = ctx.detection_map(variant_name, split, cid)
             if not target.is_file():
-                geometry = ctx.preprocessed_case(sets[cid], cid).t2w_geometry
+                geometry = PreprocessedCase.from_run(ctx, sets[cid], cid).t2w_geometry
                 write_detection(ctx.nnunet_softmax_dir(variant_name, split) / f"{cid}.npz", geometry, target,
                                 keep_softmax, threshold)
 
