@@ -23,8 +23,9 @@ from adunet_lib.data.case import Case, load_case
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import read_json, write_json
+from adunet_lib.nnunet_seam import PredictRequest, channel_file, probabilities_file
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext, why_unsafe_output
+from adunet_lib.run_folder import RunContext, why_unsafe_output
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.vocabulary import CROPPED, ORACLE, SEQUENCES, variant as variant_spec
@@ -183,12 +184,13 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
     channels = [on_t2w[s] if kind == "sequence" else maps[s] for kind, s in spec.channels()]
     work = stage / "scratch"  # nnU-Net's inputs and outputs, gone with the staging folder
     files = [str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
-                             work / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}")) for k, image in enumerate(channels)]
-    nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
-                       "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
-                       "mirroring": settings["mirroring"], "checkpoint": settings.get("checkpoint", "final")}],
+                             work / "input" / channel_file(case_id, k))) for k, image in enumerate(channels)]
+    nnunet.call(ctx, [PredictRequest(model_dir=str(mdir), folds=tuple(settings["folds"]), inputs={case_id: tuple(files)},
+                                     output_dir=str(work / "output"), device=ctx.device, mirroring=settings["mirroring"],
+                                     checkpoint=settings.get("checkpoint", "final"))],
                 log, label=f"nnU-Net {variant}", scratch=work)
-    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, stage / f"{case_id}_detection_map.mha",
+    det = write_detection(work / "output" / probabilities_file(case_id), loaded.t2w.geometry,
+                          stage / f"{case_id}_detection_map.mha",
                           threshold=settings.get("lesion_threshold", "dynamic-fast"))
 
     from adunet_lib.report.figures import save_figure

@@ -80,10 +80,6 @@ CASE_VOLUMES = (*SEQUENCES, "lesion", "zones", "gland")
 #: float32), and nnU-Net reads it too: the case copies, the maps and nnU-Net's raw data share it.
 VOLUME_SUFFIX = ".mha"
 
-#: nnU-Net trainer and plans that adunet trains with (nnU-Net's defaults).
-NNUNET_TRAINER, NNUNET_PLANS = "nnUNetTrainer", "nnUNetPlans"
-
-
 def project_root(start: str | Path | None = None) -> Path:
     """The nearest folder (from ``start``, default cwd, upwards) holding ``notebooks/`` and ``params/``."""
     here = Path(start or Path.cwd()).resolve()
@@ -395,10 +391,9 @@ class RunContext:
 
     def nnunet_model_dir(self, dataset_name: str, configuration: str) -> Path:
         """nnU-Net's results folder of one trained configuration (``<trainer>__<plans>__<config>``)."""
-        from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
+        from adunet_lib.nnunet_seam import trainer_folder  # the seam names what is inside nnU-Net's folders
 
-        return self.nnunet_results / dataset_name / convert_trainer_plans_config_to_identifier(
-            NNUNET_TRAINER, NNUNET_PLANS, configuration)
+        return self.nnunet_results / dataset_name / trainer_folder(configuration)
 
     def nnunet_softmax_dir(self, variant_name: str, split: str | None = None) -> Path:
         """``nnunet/softmax/<variant>[/<split>]``."""

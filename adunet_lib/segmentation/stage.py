@@ -19,6 +19,7 @@ import pandas as pd
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import exclusive, write_json
+from adunet_lib.nnunet_seam import PlanRequest, PredictRequest, PreprocessRequest, TrainRequest, probabilities_file
 from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
@@ -164,12 +165,12 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
     jobs = prediction_jobs(ctx, spec, cases, settings, map_model)
     for split, folds, inputs in jobs:
         out = ctx.nnunet_softmax_dir(spec.name, split)
-        if not all((out / f"{cid}.npz").is_file() for cid in inputs):
-            steps.append({"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": inputs,
-                          "output_dir": str(out), "device": ctx.device, "mirroring": settings.mirroring,
-                          "checkpoint": settings.checkpoint})
+        request = PredictRequest(model_dir=str(mdir), folds=tuple(folds), inputs=inputs, output_dir=str(out),
+                                 device=ctx.device, mirroring=settings.mirroring, checkpoint=settings.checkpoint)
+        if not all((out / request.done_file(cid)).is_file() for cid in inputs):
+            steps.append(request)
     if steps:
-        log(f"{spec.name}: nnU-Net {' → '.join(s['command'] for s in steps)} ({settings.configuration}, "
+        log(f"{spec.name}: nnU-Net {' → '.join(s.command for s in steps)} ({settings.configuration}, "
             f"budget {settings.budget()}, folds {list(settings.folds)})")
     nnunet.call(ctx, steps, log, settings.num_processes, label=f"nnU-Net {spec.name}")
     write_detections(ctx, spec.name, cases, jobs, settings.keep_softmax, settings.lesion_threshold)
@@ -195,14 +196,15 @@ def train_folds(ctx: RunContext, variant_name: str, folds: Sequence[int], cases:
     chosen = dataclasses.replace(settings, folds=tuple(folds))
     with exclusive(ctx.nnunet_dataset_lock(name)):
         _reset_if_changed(ctx, spec, name, _fingerprint(ctx, spec, map_model, cases, settings), log)
-        plan = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if s["command"] == "plan"]
+        plan = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen)
+                if isinstance(s, (PlanRequest, PreprocessRequest))]
         if plan:
             export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
             write_splits(ctx, name)
             nnunet.call(ctx, plan, log, settings.num_processes, label=f"nnU-Net {spec.name} plan")
-    train = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if s["command"] == "train"]
+    train = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if isinstance(s, TrainRequest)]
     if train:
-        log(f"{spec.name}: nnU-Net train fold(s) {[s['fold'] for s in train]} ({settings.configuration}, "
+        log(f"{spec.name}: nnU-Net train fold(s) {[s.fold for s in train]} ({settings.configuration}, "
             f"budget {settings.budget()})")
     nnunet.call(ctx, train, log, settings.num_processes, label=f"nnU-Net {spec.name}")
     return len(train)
@@ -217,7 +219,7 @@ def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jo
             target = ctx.detection_map(variant_name, split, cid)
             if not target.is_file():
                 geometry = PreprocessedCase.from_run(ctx, sets[cid], cid).t2w_geometry
-                write_detection(ctx.nnunet_softmax_dir(variant_name, split) / f"{cid}.npz", geometry, target,
+                write_detection(ctx.nnunet_softmax_dir(variant_name, split) / probabilities_file(cid), geometry, target,
                                 keep_softmax, threshold)
 
 

@@ -18,7 +18,8 @@ from adunet_lib.cache import recorded
 from adunet_lib.data.case import LoadedCase
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError, CaseError, ParamsError
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
+from adunet_lib.nnunet_seam import PredictRequest, channel_file, checkpoint_file, fold_folder, label_file
+from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.vocabulary import SEQUENCES
 from adunet_lib.zones.masks import implausible, largest_gland_component
@@ -132,19 +133,20 @@ def predict_study_zones(ctx: RunContext, loaded: LoadedCase, target: Path, log: 
                           f"{', '.join(missing)} too")
     mdir = ctx.nnunet_model_dir(record["dataset"], settings.configuration)
     folds = [int(f) for f in record["folds"]]
-    absent = [f for f in folds if not (mdir / f"fold_{f}" / "checkpoint_final.pth").is_file()]
+    absent = [f for f in folds if not (mdir / fold_folder(f) / checkpoint_file("final")).is_file()]
     if absent:
         raise AdunetError(f"{mdir}: zone model fold(s) {absent} not trained (rerun notebook 01 of this run)")
     case_id = loaded.case_id
     scratch = target.parent / f".{case_id}_zones_nnunet"  # nnU-Net's scratch space, gone whatever happens
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        files = [str(write_image(image, scratch / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}"))
+        files = [str(write_image(image, scratch / "input" / channel_file(case_id, k)))
                  for k, image in enumerate(channel_images(loaded, settings.channels))]
-        nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": {case_id: files},
-                           "output_dir": str(scratch / "output"), "device": ctx.device, "mirroring": settings.mirroring,
-                           "save_probabilities": False}], log, label="nnU-Net zones", scratch=scratch)
-        mask = finish_mask(scratch / "output" / f"{case_id}{VOLUME_SUFFIX}", loaded.t2w, case_id,
+        nnunet.call(ctx, [PredictRequest(model_dir=str(mdir), folds=tuple(folds), inputs={case_id: tuple(files)},
+                                         output_dir=str(scratch / "output"), device=ctx.device,
+                                         mirroring=settings.mirroring, save_probabilities=False)],
+                    log, label="nnU-Net zones", scratch=scratch)
+        mask = finish_mask(scratch / "output" / label_file(case_id), loaded.t2w, case_id,
                            loaded.case.path_of("t2w"), settings)
         write_image(mask, target)
     finally:

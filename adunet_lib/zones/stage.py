@@ -37,10 +37,11 @@ from adunet_lib.data.case import Case, LesionOutsideGlandWarning, LoadedCase, lo
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.data.readers import Dataset
 from adunet_lib.errors import AdunetError, CaseError, ParamsError
-from adunet_lib.fileio import write_json
+from adunet_lib.nnunet_seam import (IMAGES_TR, IMAGES_TS, LABELS_TR, PredictRequest, channel_file, channel_files,
+                                    channel_pattern, label_file, write_dataset_json, write_splits)
 from adunet_lib.preprocessing.pipeline import assign_folds
 from adunet_lib.progress import progress
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
+from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.vocabulary import INTERNAL, SEQUENCE_CHANNEL_NAMES
 from adunet_lib.zones.masks import Agreement, agreement, largest_gland_component
@@ -131,33 +132,28 @@ def _export_training(ctx: RunContext, name: str, train: list[Case], folds: dict[
                      settings: ZoneSettings, show_progress: bool) -> None:
     folder = ctx.nnunet_raw / name
     for case in progress(train, desc="zone model: training cases", unit="case", enabled=show_progress):
-        label = folder / "labelsTr" / f"{case.case_id}{VOLUME_SUFFIX}"
+        label = folder / LABELS_TR / label_file(case.case_id)
         if label.is_file():
             continue
         loaded = _load(case)
         for k, image in enumerate(channel_images(loaded, settings.channels)):
-            write_image(image, folder / "imagesTr" / f"{case.case_id}_{k:04d}{VOLUME_SUFFIX}")
+            write_image(image, folder / IMAGES_TR / channel_file(case.case_id, k))
         assert loaded.zones is not None
         write_image(loaded.zones.with_array(loaded.zones.array.astype(np.uint8)), label)  # last: marks the case
-    write_json(folder / "dataset.json", {
-        "channel_names": {str(k): SEQUENCE_CHANNEL_NAMES[s] for k, s in enumerate(settings.channels)},
-        "labels": {"background": 0, "PZ": 1, "TZ": 2},
-        "numTraining": len(train),
-        "file_ending": VOLUME_SUFFIX,
-        "name": name.split("_", 1)[1],
-        "description": f"adunet zone model: PZ (1) / TZ (2) from {', '.join(settings.channels)} on the T2W grid",
-    })
+    write_dataset_json(folder, {str(k): SEQUENCE_CHANNEL_NAMES[s] for k, s in enumerate(settings.channels)},
+                       {"background": 0, "PZ": 1, "TZ": 2}, len(train),
+                       f"adunet zone model: PZ (1) / TZ (2) from {', '.join(settings.channels)} on the T2W grid")
     n = settings.n_folds
-    write_json(ctx.nnunet_preprocessed / name / "splits_final.json",
-               [{"train": sorted(c for c, f in folds.items() if f != k), "val": sorted(c for c, f in folds.items() if f == k)}
-                for k in range(n)])
+    write_splits(ctx.nnunet_preprocessed / name,
+                 [{"train": sorted(c for c, f in folds.items() if f != k), "val": sorted(c for c, f in folds.items() if f == k)}
+                  for k in range(n)])
 
 
 def _write_inputs(ctx: RunContext, name: str, loaded: LoadedCase, settings: ZoneSettings) -> list[str]:
-    folder = ctx.nnunet_raw / name / "imagesTs"
+    folder = ctx.nnunet_raw / name / IMAGES_TS
     files = []
     for k, image in enumerate(channel_images(loaded, settings.channels)):
-        target = folder / f"{loaded.case_id}_{k:04d}{VOLUME_SUFFIX}"
+        target = folder / channel_file(loaded.case_id, k)
         if not target.is_file():
             write_image(image, target)
         files.append(str(target))
@@ -208,8 +204,8 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
         seen[cid] = set_name
         if previous.get(cid, {}).get("inputs") != _inputs_key(case, settings):
             # a new or replaced image: its prediction and mask are redone
-            for path in [ctx.zone_mask(cid), *(ctx.zone_raw_predictions(k) / f"{cid}{VOLUME_SUFFIX}" for k in (HELDOUT, ENSEMBLE)),
-                         *(ctx.nnunet_raw / name / "imagesTs").glob(f"{cid}_[0-9][0-9][0-9][0-9]{VOLUME_SUFFIX}")]:
+            for path in [ctx.zone_mask(cid), *(ctx.zone_raw_predictions(k) / label_file(cid) for k in (HELDOUT, ENSEMBLE)),
+                         *(ctx.nnunet_raw / name / IMAGES_TS).glob(channel_pattern(cid))]:
                 path.unlink(missing_ok=True)
         try:
             loaded[case.case_id] = _load(case)
@@ -226,20 +222,20 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     mdir = ctx.nnunet_model_dir(name, settings.configuration)
     raw_dir = ctx.nnunet_raw / name
     for fold in settings.folds:
-        held = {c: [str(raw_dir / "imagesTr" / f"{c}_{k:04d}{VOLUME_SUFFIX}") for k in range(len(settings.channels))]
+        held = {c: tuple(str(f) for f in channel_files(raw_dir / IMAGES_TR, c, len(settings.channels)))
                 for c in sorted(folds) if folds[c] == fold}
         if held:
-            steps.append({"command": "predict", "model_dir": str(mdir), "folds": [fold], "inputs": held,
-                          "output_dir": str(ctx.zone_raw_predictions(HELDOUT)), "device": ctx.device,
-                          "mirroring": settings.mirroring, "save_probabilities": False})
+            steps.append(PredictRequest(model_dir=str(mdir), folds=(fold,), inputs=held,
+                                        output_dir=str(ctx.zone_raw_predictions(HELDOUT)), device=ctx.device,
+                                        mirroring=settings.mirroring, save_probabilities=False))
     if inputs:
-        steps.append({"command": "predict", "model_dir": str(mdir), "folds": list(settings.folds), "inputs": inputs,
-                      "output_dir": str(ctx.zone_raw_predictions(ENSEMBLE)), "device": ctx.device,
-                      "mirroring": settings.mirroring, "save_probabilities": False})
-    pending = [s for s in steps if s["command"] != "predict" or any(
-        not (Path(s["output_dir"]) / f"{c}{VOLUME_SUFFIX}").is_file() for c in s["inputs"])]
+        steps.append(PredictRequest(model_dir=str(mdir), folds=tuple(settings.folds), inputs=inputs,
+                                    output_dir=str(ctx.zone_raw_predictions(ENSEMBLE)), device=ctx.device,
+                                    mirroring=settings.mirroring, save_probabilities=False))
+    pending = [s for s in steps if not isinstance(s, PredictRequest) or any(
+        not (Path(s.output_dir) / s.done_file(c)).is_file() for c in s.inputs)]
     if pending:
-        log(f"zone model: nnU-Net {' → '.join(s['command'] for s in pending)} ({settings.describe()}, "
+        log(f"zone model: nnU-Net {' → '.join(s.command for s in pending)} ({settings.describe()}, "
             f"budget {settings.budget()}, {len(train)} training case(s))")
     nnunet.call(ctx, pending, log, settings.num_processes, label="nnU-Net zones")
 
@@ -258,7 +254,7 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
             if cid not in loaded:
                 continue
             held_out = cid in trained_heldout
-            raw = ctx.zone_raw_predictions(HELDOUT if held_out else ENSEMBLE) / f"{cid}{VOLUME_SUFFIX}"
+            raw = ctx.zone_raw_predictions(HELDOUT if held_out else ENSEMBLE) / label_file(cid)
             target = ctx.zone_mask(cid)
             if not target.is_file():  # kept from the last run otherwise: its file date keys the preprocessing
                 try:
@@ -297,12 +293,12 @@ def quality_rows(ctx: RunContext, train: list[Case], folds: dict[str, int], sett
 
     for case in train:
         fold = folds[case.case_id]
-        raw = ctx.zone_raw_predictions(HELDOUT) / f"{case.case_id}{VOLUME_SUFFIX}"
+        raw = ctx.zone_raw_predictions(HELDOUT) / label_file(case.case_id)
         if fold not in settings.folds or not raw.is_file():
             continue
         # the reference is the exported training label (zones on the T2W grid): no second read of the case
-        zones = read_image(ctx.nnunet_raw / ctx.zone_dataset(settings.dataset_id)[1] / "labelsTr"
-                           / f"{case.case_id}{VOLUME_SUFFIX}")
+        zones = read_image(ctx.nnunet_raw / ctx.zone_dataset(settings.dataset_id)[1] / LABELS_TR
+                           / label_file(case.case_id))
         predicted = largest_gland_component(Image(np.clip(read_image(raw).array, 0, 2).astype(np.uint8),
                                                   zones.geometry))
         rows.append({"case_id": case.case_id, "role": f"held-out fold {fold}", **dataclasses.asdict(
