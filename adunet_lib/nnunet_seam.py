@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Union
 
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import write_json
-from adunet_lib.run_folder import VOLUME_SUFFIX
+from adunet_lib.fileio import VOLUME_SUFFIX
 
 # ---------------------------------------------------------------------------------------------- names
 

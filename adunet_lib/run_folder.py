@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from adunet_lib.errors import AdunetError, ParamsError
+from adunet_lib.fileio import VOLUME_SUFFIX
 from adunet_lib.vocabulary import CROPPED, SEQUENCES, VARIANTS, variant
 
 if TYPE_CHECKING:
@@ -76,9 +77,6 @@ UNIT_LOCK_PREFIX = ".unit-"
 
 #: The volumes notebook 01 copies into ``cases/<set>/<case>/`` (masks only where the case has them).
 CASE_VOLUMES = (*SEQUENCES, "lesion", "zones", "gland")
-#: MetaImage keeps the T2W grid's origin and direction in double precision (NIfTI rounds them to
-#: float32), and nnU-Net reads it too: the case copies, the maps and nnU-Net's raw data share it.
-VOLUME_SUFFIX = ".mha"
 
 def project_root(start: str | Path | None = None) -> Path:
     """The nearest folder (from ``start``, default cwd, upwards) holding ``notebooks/`` and ``params/``."""
