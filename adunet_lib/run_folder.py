@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from adunet_lib.data.image import Image
+    from adunet_lib.parameters import NotebookParams
 
 #: What a finished run folder holds (ARCHITECTURE.md shows this listing; a test compares them).
 LAYOUT = """\
@@ -201,6 +202,14 @@ class RunContext:
         ctx.figure_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(ctx.seed)
         return ctx
+
+    @classmethod
+    def from_params(cls, params: NotebookParams, reads_inputs: bool = False) -> RunContext:
+        """The run of a notebook's parameters (their common block), as :meth:`create` makes it;
+        ``reads_inputs``: the notebook reads the source data (01), so the run folder may not lie in it."""
+        inputs = (params.internal_data, params.external_data) if reads_inputs else ()
+        return cls.create(params.run_dir, params.figure_dir, seed=params.seed, device=params.device,
+                          interactive=params.interactive, inputs=inputs, data_seed=params.data_seed)
 
     def figure(self, name: str) -> Path:
         """A file of this params file's figure folder (``figures/<name>/``)."""

@@ -29,6 +29,7 @@
 # folds (`splits.json`) — so the run survives moving or unmounting the source data.
 
 # %% tags=["parameters"]
+# PreprocessingParams in adunet_lib/preprocessing/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -60,6 +61,7 @@ show_cases: int = 3  # cases drawn in the preprocessing figure
 
 # %%
 from adunet_lib.preprocessing import stage
+from adunet_lib.preprocessing.params import PreprocessingParams
 from adunet_lib.preprocessing.pipeline import PreprocessConfig
 from adunet_lib.report.figures import preprocessing_figure, save_figure
 from adunet_lib.report.viewer import case_viewer
@@ -68,9 +70,10 @@ from adunet_lib.zones import stage as zone_stage
 from adunet_lib.zones.masks import quality_summary
 from adunet_lib.zones.model import ZoneSettings
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive,
-                        inputs=(internal_data, external_data))
-config = PreprocessConfig(slice_size=slice_size, crop_margin_mm=crop_margin_mm, intensity_reference=intensity_reference)
+params = PreprocessingParams.from_namespace(globals())
+ctx = RunContext.from_params(params, reads_inputs=True)
+config = PreprocessConfig(slice_size=params.slice_size, crop_margin_mm=params.crop_margin_mm,
+                          intensity_reference=params.intensity_reference)
 print(ctx.run_dir, config)
 
 # %% [markdown]
@@ -79,10 +82,10 @@ print(ctx.run_dir, config)
 
 # %%
 datasets = stage.resolve_datasets(
-    ctx, {"internal": internal_data, "external": external_data},
-    {"internal": synth_internal_cases, "external": synth_external_cases},
-    synth_layouts={"external": synth_external_layout}, lesion_sources=lesion_sources,
-    without_masks=synth_without_masks)
+    ctx, {"internal": params.internal_data, "external": params.external_data},
+    {"internal": params.synth_internal_cases, "external": params.synth_external_cases},
+    synth_layouts={"external": params.synth_external_layout}, lesion_sources=params.lesion_sources,
+    without_masks=params.synth_without_masks)
 for name, ds in datasets.items():
     print(f"{name}: {len(ds)} cases of {len({c.patient for c in ds})} patients ({ds.layout} layout) from {ds.root}")
     for warning in ds.warnings:
@@ -99,8 +102,9 @@ for name, ds in datasets.items():
 
 # %%
 zones = zone_stage.run_zone_stage(
-    ctx, datasets, mask_source, ZoneSettings.from_params(zone_model, seed=seed),
-    extra=[stage.open_extra(p) for p in zone_training_data], margin_mm=crop_margin_mm, on_error=on_case_error)
+    ctx, datasets, params.mask_source, ZoneSettings.from_params(params.zone_model, seed=params.seed),
+    extra=[stage.open_extra(p) for p in params.zone_training_data], margin_mm=params.crop_margin_mm,
+    on_error=params.on_case_error)
 stage.write_zone_quality(ctx, zones.quality)
 quality_summary(zones.quality)
 
@@ -109,9 +113,9 @@ quality_summary(zones.quality)
 # Cases already preprocessed with the same settings are reused, so a re-run resumes.
 
 # %%
-tables = stage.preprocess_sets(ctx, zones.datasets, config, n_folds=n_folds, on_error=on_case_error,
-                               splits_file=splits or None, anomaly_cohort=anomaly_cohort,
-                               anomaly_patients=anomaly_patients, leak_free_maps=leak_free_maps,
+tables = stage.preprocess_sets(ctx, zones.datasets, config, n_folds=params.n_folds, on_error=params.on_case_error,
+                               splits_file=params.splits or None, anomaly_cohort=params.anomaly_cohort,
+                               anomaly_patients=params.anomaly_patients, leak_free_maps=params.leak_free_maps,
                                mask_origins=zones.mask_origins, skipped=zones.skipped)
 for case_id, message in tables.skipped:
     print("skipped:", message)
@@ -135,7 +139,7 @@ stage.mask_sources(tables.cases)
 # the masked model input.
 
 # %%
-rows = stage.figure_rows(ctx, tables.cases, show_cases)
+rows = stage.figure_rows(ctx, tables.cases, params.show_cases)
 save_figure(preprocessing_figure(rows), ctx.figure("fig2_preprocessing.png"))
 
 # %% [markdown]
@@ -144,4 +148,4 @@ save_figure(preprocessing_figure(rows), ctx.figure("fig2_preprocessing.png"))
 
 # %%
 case_id, volumes, overlays = stage.viewer_volumes(ctx, tables.cases)
-case_viewer(volumes, overlays, interactive=interactive, title=case_id, save_to=ctx.figure("viewer_preprocessing.png"))
+case_viewer(volumes, overlays, interactive=ctx.interactive, title=case_id, save_to=ctx.figure("viewer_preprocessing.png"))

@@ -11,13 +11,15 @@ missing. Maps are seeded per case, so sharded maps are the single run's, byte fo
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from adunet_lib.anomaly_maps.maps import case_maps, slice_maps
+from adunet_lib.anomaly_maps.params import MapsParams
 from adunet_lib.anomaly_maps.quality import quality_table
 from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, reconstruct_stack
 from adunet_lib.anomaly_models.oracle import ZONES as EDIT_ZONES
@@ -122,6 +124,45 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
                      checkpoints=ckpts, cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
                      leak_free=any(p is not None for p in parts.values()), seen_by_model=seen)
     return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class MapSet:
+    """What :func:`run` made: the models mapped, one row per case and model (``reused``: it was
+    there already), and the models Fig. 4 and the viewer show."""
+
+    models: list[str]
+    made: pd.DataFrame
+    shown: list[str]
+
+
+def chosen_models(ctx: RunContext, params: MapsParams, models: Sequence[str] | None = None) -> list[str]:
+    """The models to map: ``models`` (a unit's ``--model``), else the params', else every model trained
+    in the run and the oracle on phantoms; a one-line error when there is none."""
+    chosen = list(models or params.models or map_models(ctx))
+    if not chosen:
+        raise AdunetError(f"{ctx.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
+    return chosen
+
+
+def run(ctx: RunContext, params: MapsParams, models: Sequence[str] | None = None,
+        shard: tuple[int, int] | None = None, show_progress: bool = True,
+        log: Callable[[str], None] = print) -> MapSet:
+    """Notebook 05's and ``adunet run --stage 05``'s entry point: the maps of every case (resumable).
+
+    ``models``/``shard``: a unit's part of the work (see :func:`chosen_models`, :func:`generate_maps`).
+    """
+    chosen = chosen_models(ctx, params, models)
+    log(f"maps from: {chosen}")
+    cases, _ = ctx.tables()
+    made = generate_maps(ctx, chosen, cases, params.blur_kernel, show_progress=show_progress, shard=shard)
+    shown = [m for m in params.fig4_models if m in chosen] or chosen[:2]
+    return MapSet(chosen, made, shown)
+
+
+def figure4_of(ctx: RunContext, params: MapsParams, maps: MapSet, cases: pd.DataFrame, slices: pd.DataFrame):
+    """Fig. 4 of a map set, with the params' kernel and number of patients."""
+    return figure4(ctx, cases, slices, maps.shown, params.blur_kernel, params.fig4_patients)
 
 
 def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, show_progress: bool = True) -> pd.DataFrame:

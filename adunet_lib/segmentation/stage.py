@@ -25,6 +25,7 @@ from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import LESION_THRESHOLDS, write_detection
 from adunet_lib.segmentation.export import channel_files, export_variant, write_splits
+from adunet_lib.segmentation.params import SegmentationParams
 from adunet_lib.vocabulary import (INTERNAL, MAP_CHANNEL_NAME, MAP_NORMALISATIONS, TEST, VAL, Variant,
                                    variant)
 
@@ -94,6 +95,46 @@ class SegmentationSettings:
     def budget(self) -> dict[str, int]:
         return {"epochs": self.epochs or 1000, "iterations_per_epoch": self.iterations_per_epoch or 250,
                 "val_iterations_per_epoch": self.val_iterations_per_epoch or 50}
+
+
+def settings_for(params: SegmentationParams) -> SegmentationSettings:
+    """The nnU-Net settings of notebook 06's parameters (what the variants' fingerprints are made of)."""
+    return SegmentationSettings.from_params(
+        configuration=params.configuration, target_spacing=params.target_spacing, epochs=params.epochs,
+        iterations_per_epoch=params.iterations_per_epoch, val_iterations_per_epoch=params.val_iterations_per_epoch,
+        folds=params.folds, batch_size=params.batch_size, mirroring=params.mirroring,
+        base_dataset_id=params.base_dataset_id, keep_softmax=params.keep_softmax, seed=params.seed,
+        map_normalisation=params.map_normalisation, num_gpus=params.num_gpus, loss=params.loss,
+        checkpoint=params.checkpoint, lesion_threshold=params.lesion_threshold)
+
+
+def chosen_variants(params: SegmentationParams, variants: Sequence[str] | None = None) -> list[str]:
+    """``variants`` (a unit's ``--variant``; each among the params'), else every variant of the table."""
+    known = params.table_variants()
+    chosen = list(variants or known)
+    outside = [v for v in chosen if v not in known]
+    if outside:
+        raise ParamsError(f"--variant {', '.join(outside)}: not among segmentation.variants ({', '.join(known)})")
+    return chosen
+
+
+def run(ctx: RunContext, params: SegmentationParams, variants: Sequence[str] | None = None,
+        folds: Sequence[int] | None = None, train_only: bool = False,
+        log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Notebook 06's and ``adunet run --stage 06``'s entry point.
+
+    Notebook 06: every variant of the table, trained and predicted (:func:`run_all`; seconds and nnU-Net
+    steps per variant). A unit (``train_only``): some ``folds`` of some ``variants`` trained, nothing
+    else (:func:`train_folds`; folds trained here per variant) — the notebook then only predicts.
+    """
+    settings = settings_for(params)
+    chosen = chosen_variants(params, variants)
+    cases, _ = ctx.tables()
+    if not train_only:
+        return run_all(ctx, chosen, cases, params.map_model, settings, log)
+    folds = list(folds or settings.folds)
+    return pd.DataFrame([{"variant": name, "trained": train_folds(ctx, name, folds, cases, params.map_model,
+                                                                  settings, log)} for name in chosen])
 
 
 def _fingerprint(ctx: RunContext, spec: Variant, map_model: str, cases: pd.DataFrame,
