@@ -17,7 +17,8 @@ from __future__ import annotations
 #: (layer, the names directly under ``adunet_lib`` that belong to it), lowest first. ``""`` is
 #: ``adunet_lib/__init__.py`` itself.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("", "errors", "vocabulary", "fileio", "progress", "cache", "plotting", "layers", "nnunet_seam", "parameters")),
+    ("base", ("", "errors", "vocabulary", "fileio", "progress", "cache", "plotting", "layers", "nnunet_seam",
+              "parameters")),
     ("data", ("data",)),
     ("run folder", ("run_folder",)),
     ("stages", ("preprocessing", "zones", "segmentation", "anomaly_models", "anomaly_maps", "evaluation")),

@@ -24,7 +24,8 @@ class PreprocessingParams(NotebookParams):
     crop_margin_mm: float = param(8.0, "margin around the gland bounding box", check=lambda v: v >= 0,
                                   need="must be ≥ 0")
     intensity_reference: str = param("field_of_view", 'cropped slices map the 0.5/99.5 percentiles of the '
-                                                      '"field_of_view" or of the "gland" to 0 and 1 (the paper is silent)',
+                                                      '"field_of_view" or of the "gland" to 0 and 1 '
+                                                      '(the paper is silent)',
                                      check=lambda v: v in ("gland", "field_of_view"),
                                      need="must be 'gland' or 'field_of_view'")
     n_folds: int = param(3, "cross-validation folds of the internal set, by patient, stratified by csPCa; fold 0 → "
