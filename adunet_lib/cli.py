@@ -104,6 +104,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adunet_lib.data import layouts
+    from adunet_lib.vocabulary import INTERNAL
+
+    synthetic = layouts.synthetic_layouts()
+    layout_help = [f"{name} ({layouts.get(name).summary})" if layouts.get(name).summary else name for name in synthetic]
     parser = argparse.ArgumentParser(
         prog="adunet",
         description="adU-Net: anomaly maps from reconstruction models as extra nnU-Net channels for csPCa "
@@ -116,13 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--site", choices=["internal", "external"], default="internal",
                    help="scanner profile: internal (PI-CAI-like) or external (a shifted test site)")
-    p.add_argument("--layout", choices=["picai", "prostate158", "manifest"], default="picai",
-                   help="picai (images/ + picai_labels, several label sources, patients with two studies), "
-                        "prostate158 (train/valid/test.csv, negatives without tumour file) or manifest (CSV)")
+    p.add_argument("--layout", choices=synthetic, default=layouts.synthetic_default(INTERNAL),
+                   help=(", ".join(layout_help[:-1]) + " or " if len(layout_help) > 1 else "") + layout_help[-1])
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("check", help="validate a dataset: every problem per case and file; non-zero exit on errors")
-    p.add_argument("data_dir", help="PI-CAI folder, Prostate158 folder or manifest .csv")
+    p.add_argument("data_dir", help=f"the dataset: {layouts.expected()} (layouts: {', '.join(layouts.available())})")
     p.add_argument("--strict", action="store_true",
                    help="treat warnings (e.g. missing gland mask) as errors; notes of files not used stay notes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -204,7 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a POSIX/ASCII locale must not turn a "…" or "×" in a message into a crash
         if hasattr(stream, "reconfigure") and "utf" not in (stream.encoding or "").lower():
             stream.reconfigure(errors="replace")
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except AdunetError as exc:  # a layout module in ADUNET_LAYOUT_MODULES that cannot be imported
+        print(f"adunet: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         device = getattr(args, "device", None)
         if device:

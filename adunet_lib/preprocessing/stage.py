@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from adunet_lib.cache import fingerprint, write_record
+from adunet_lib.data import layouts
 from adunet_lib.data.readers import Dataset, open_dataset
 from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
@@ -39,12 +40,14 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
     Args:
         sources: set name → ``"synthetic"``, ``"none"``/``""`` (no such set) or a dataset path.
         synth_cases: set name → number of synthetic cases.
-        synth_layouts: set name → layout of its synthetic cohort (default: PI-CAI internal,
-            Prostate158 external, as in the paper).
-        lesion_sources: picai_labels lesion sources in order of preference (PI-CAI layout).
+        synth_layouts: set name → layout of its synthetic cohort (default: the registered layout that
+            is the set's synthetic default, :func:`~adunet_lib.data.layouts.synthetic_default`: PI-CAI
+            internal, Prostate158 external, as in the paper).
+        lesion_sources: label sources in order of preference, for layouts that have several (PI-CAI's
+            picai_labels; default: the layout's own).
         without_masks: every k-th synthetic internal study has no anatomical mask (0: none such).
     """
-    layouts = {INTERNAL: "picai", EXTERNAL: "prostate158", **(synth_layouts or {})}
+    synth_layouts = synth_layouts or {}
     options = {"lesion_sources": tuple(lesion_sources)} if lesion_sources else {}
     out = {}
     for set_name, source in sources.items():
@@ -52,8 +55,9 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
             continue
         if source == "synthetic":
             site = EXTERNAL if set_name == EXTERNAL else INTERNAL
+            layout = synth_layouts[set_name] if set_name in synth_layouts else layouts.synthetic_default(set_name)
             path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.data_seed, site=site,
-                                     show_progress=show_progress, layout=layouts[set_name],
+                                     show_progress=show_progress, layout=layout,
                                      without_masks=without_masks if set_name == INTERNAL else 0,
                                      twins=ctx.twins_dir(set_name))
             out[set_name] = open_dataset(path, site=f"synthetic-{site}", **options)

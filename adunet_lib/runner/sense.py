@@ -124,6 +124,13 @@ def _check_choices(params: Any, by_block: dict[str, dict[str, Any]]) -> None:
         if zones.n_folds < 2 or not zones.folds or any(not 0 <= f < zones.n_folds for f in zones.folds):
             raise ParamsError(f"{_where(params, 'preprocessing', 'zone_model')}: folds {list(zones.folds)} must be "
                               f"between 0 and n_folds - 1 = {zones.n_folds - 1} (n_folds ≥ 2)")
+    if "synth_external_layout" in pre:
+        from adunet_lib.data.layouts import synthetic_layouts
+
+        if pre["synth_external_layout"] not in synthetic_layouts():
+            raise ParamsError(f"{_where(params, 'preprocessing', 'synth_external_layout')} = "
+                              f"{pre['synth_external_layout']!r} must be a layout with a synthetic writer: "
+                              f"{', '.join(synthetic_layouts())}")
     unknown = [v for v in seg.get("variants", []) if v not in VARIANTS]
     if unknown or ("variants" in seg and not seg["variants"]):
         raise ParamsError(f"{_where(params, 'segmentation', 'variants')}: {unknown or 'none'}; variants are "
