@@ -72,6 +72,13 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from adunet_lib.runner.plan import plan_command
+
+    plan_command(args.params, gpu=args.gpu, gpus=args.gpus, costs=args.costs, shards=args.shards, fmt=args.format)
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from adunet_lib.predict import predict_study
 
@@ -167,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", type=int, default=24 * 60, help="time limit per job in minutes (default 1440)")
     p.add_argument("--cpus", type=int, default=None, help="CPUs per job")
     p.set_defaults(func=_submit)
+
+    p = sub.add_parser("plan", help="what every job of adunet submit will cost: iterations, hours, peak memory, "
+                                    "disk; the critical path on N GPUs; totals (measured on CPU or extrapolated)")
+    p.add_argument("params", help="params YAML, e.g. params/paper.yaml")
+    p.add_argument("--gpu", default="h100", metavar="KIND",
+                   help="h100, a100, h200 (FLOPs at an assumed share of the device's peak) or cpu (the cost "
+                        "file's measured CPU seconds); default h100")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs (with --gpu cpu: CPU workers) the graph runs on (default 1)")
+    p.add_argument("--shards", type=int, default=2, help="map shards, as adunet submit --shards (default 2)")
+    p.add_argument("--costs", default=None, metavar="CSV",
+                   help="cost per iteration (default figures/paper-rehearsal/cost_per_iteration.csv of the project)")
+    p.add_argument("--format", choices=["text", "md"], default="text", help="plain text (default) or Markdown")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("verify", help="compare a regenerated figures folder with the committed one, table by table, "
                                       "against the committed seed spread; non-zero exit when outside")

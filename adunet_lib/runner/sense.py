@@ -156,6 +156,8 @@ def _check_oracle(params: Any, seg: dict[str, Any]) -> None:
 def _check_models(params: Any, block: str, values: dict[str, Any], slice_size: int) -> None:
     """Build each configured network on PyTorch's ``meta`` device (no memory, no compute): a
     hyperparameter it does not know or a slice size it cannot take is found before anything runs."""
+    import torch
+
     from adunet_lib.anomaly_models import registry
     from adunet_lib.errors import AdunetError
 
@@ -165,7 +167,8 @@ def _check_models(params: Any, block: str, values: dict[str, Any], slice_size: i
         if name not in registry.available():
             raise ParamsError(f"{where}: unknown model (registered: {', '.join(registry.available())})")
         try:
-            registry.create(name, in_channels, slice_size, hyper or None, device="meta")
+            with torch.device("meta"):  # built there from the start: no weights initialised on the CPU
+                registry.create(name, in_channels, slice_size, hyper or None, device="meta")
         except (ValueError, TypeError, AdunetError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ParamsError(f"{where}: {reason} (preprocessing.slice_size = {slice_size})") from None
