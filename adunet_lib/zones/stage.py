@@ -185,6 +185,7 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     wanted = cases_to_predict(datasets, sources)
     origins = {s: {c.case_id: ("files" if c.has_gland_mask else "none") for c in ds} for s, ds in datasets.items()}
     glands = cases_to_predict(datasets, sources, PRETRAINED_SOURCES)
+    original = datasets  # the zone model learns from the data's own zonal masks, whatever crops a set uses
     if any(glands.values()):
         pretrained = pretrained_glands(ctx, datasets, glands, settings, margin_mm, on_error, show_progress, log)
         datasets = pretrained.datasets
@@ -197,7 +198,7 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     if not any(wanted.values()):
         return ZoneResult(datasets, origins, [], pd.DataFrame())
     extra = list(extra)
-    train = training_cases(datasets, extra)
+    train = training_cases(original, extra)
     patients = {c.patient for c in train}
     if len(patients) < settings.n_folds:
         raise AdunetError(f"zone model: {len(train)} case(s) of {len(patients)} patient(s) with a zonal mask, fewer than "
@@ -216,7 +217,7 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     trained_heldout = {c.case_id for c in train if folds[c.case_id] in settings.folds}
     inputs: dict[str, list[str]] = {}
     all_wanted = [(s, c) for s, cases in wanted.items() for c in cases]
-    seen: dict[str, str] = {c.case_id: "zone training" for c in train if c not in datasets[INTERNAL].cases}
+    seen: dict[str, str] = {c.case_id: "zone training" for c in train if c not in original[INTERNAL].cases}
     previous = recorded(ctx.zone_record).get("cases", {})
     for set_name, case in progress(all_wanted, desc="zone model: cases to predict", unit="case", enabled=show_progress):
         cid = case.case_id
