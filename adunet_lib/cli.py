@@ -79,11 +79,17 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+GLAND_MODEL_HELP = ("which model makes the crop mask when none is given: run (the run's zone model, PZ/TZ), "
+                    "pretrained (lavlab-taps' whole gland; pip install -e \".[gland]\"), auto (default: pretrained "
+                    "where installed and the run has no zone model, or one trained on phantoms only; else the run's)")
+
+
 def _predict(args: argparse.Namespace) -> int:
     from adunet_lib.predict import predict_study
 
     result = predict_study(args.run, {"t2w": args.t2w, "adc": args.adc, "hbv": args.hbv}, args.out, gland=args.gland,
-                           zones=args.zones, variant=args.variant, case_id=args.case_id, device=args.device)
+                           zones=args.zones, variant=args.variant, case_id=args.case_id, device=args.device,
+                           gland_model=args.gland_model)
     print(f"{result.case_id}: csPCa likelihood {result.case_score:.3f}, {result.lesion_candidates} lesion candidate(s); "
           f"detection map {result.detection_map}")
     return 0
@@ -93,8 +99,8 @@ def _zones(args: argparse.Namespace) -> int:
     from adunet_lib.predict import predict_zones
 
     target, note = predict_zones(args.run, {"t2w": args.t2w, "adc": args.adc, "hbv": args.hbv}, args.out,
-                                 case_id=args.case_id, device=args.device)
-    print(f"zones {note}: {target}")
+                                 case_id=args.case_id, device=args.device, gland_model=args.gland_model)
+    print(f"{'zones' if target.name.endswith('_zones.nii.gz') else 'gland'} {note}: {target}")
     return 0
 
 
@@ -200,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("adc", help="ADC map")
     p.add_argument("hbv", help="high-b DWI image")
     mask = p.add_mutually_exclusive_group()
-    mask.add_argument("--gland", help="whole-gland mask on the T2W grid (default: the run's zone model predicts zones)")
+    mask.add_argument("--gland", help="whole-gland mask on the T2W grid (default: predicted, see --gland-model)")
     mask.add_argument("--zones", help="zonal mask (1 = PZ, 2 = TZ) on the T2W grid (default: predicted, as --gland)")
+    mask.add_argument("--gland-model", default="auto", choices=("auto", "run", "pretrained"),
+                      help=GLAND_MODEL_HELP)
     p.add_argument("--run", default="runs/demo", help="run folder whose models to use (default runs/demo)")
     p.add_argument("--variant", default="adunet_all", help="nnU-Net variant (default adunet_all)")
     p.add_argument("--out", required=True, help="output folder")
@@ -209,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("zones", help="predict one study's PZ/TZ mask with a run's zone model (check it before trusting the crop)")
+    p = sub.add_parser("zones", help="predict one study's PZ/TZ mask with a run's zone model, or its gland with the "
+                       "pretrained gland model (check it before trusting the crop)")
     p.add_argument("t2w", help="T2W image (.mha / .nii.gz)")
     p.add_argument("adc", nargs="?", help="ADC map (when the zone model reads it)")
     p.add_argument("hbv", nargs="?", help="high-b DWI image (when the zone model reads it)")
     p.add_argument("--run", default="runs/demo", help="run folder whose zone model to use (default runs/demo)")
-    p.add_argument("--out", required=True, help="output folder: <case>_zones.nii.gz on the T2W grid")
+    p.add_argument("--out", required=True, help="output folder: <case>_zones.nii.gz (or _gland.nii.gz) on the T2W grid")
+    p.add_argument("--gland-model", default="auto", choices=("auto", "run", "pretrained"), help=GLAND_MODEL_HELP)
     p.add_argument("--case-id", help="name of the study (default: from the T2W file name)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.set_defaults(func=_zones)

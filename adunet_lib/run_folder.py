@@ -55,6 +55,8 @@ runs/<name>/
   zones/heldout/<case>.nii.gz                   the zone model's held-out fold predictions, for Dice (01)
   zones/nnunet/heldout|ensemble/<case>.mha      nnU-Net's label maps before post-processing (01)
   zones/zones.json                              zone model: fingerprint, settings, who made each mask (01)
+  zones/pretrained/<case>.nii.gz                pretrained gland masks (lavlab-taps) on the T2W grid, when params ask (01)
+  zones/pretrained/glands.json                  pretrained gland: model, volume, seconds, inputs per case (01)
   models/<model>/<seq>[_full|_partN]/model.pt   weights + resolved config; _partN: leak-free maps (02-04)
   models/<model>/<seq>[_full]/checkpoint.pt     resume point while training (02-04)
   models/<model>/<seq>[_full]/losses.csv        loss history, TensorBoard in tb/ (02-04)
@@ -354,6 +356,14 @@ class RunContext:
     @property
     def zone_record(self) -> Path:
         return self.zones_dir / "zones.json"
+
+    def pretrained_gland_mask(self, case_id: str) -> Path:
+        """A case's whole-gland mask from the pretrained gland model (``mask_source: pretrained_gland``)."""
+        return self.zones_dir / "pretrained" / f"{case_id}.nii.gz"
+
+    @property
+    def pretrained_gland_record(self) -> Path:
+        return self.zones_dir / "pretrained" / "glands.json"
 
     def zone_raw_predictions(self, kind: str) -> Path:
         """nnU-Net's own label files before post-processing (``heldout`` or ``ensemble``)."""

@@ -53,7 +53,7 @@ anomaly_patients: int = 100  # "paper" cohort size in patients (the paper: 100 p
 leak_free_maps: int = 0  # 0 → off (the paper); k ≥ 2: cross-fit, each training case's map from models blind to it (k parts)
 synth_external_layout: str = "prostate158"  # layout of the synthetic external set (the paper's external set is Prostate158)
 synth_without_masks: int = 6  # every k-th synthetic internal study has no anatomical mask, like the real px0218 (0: none)
-mask_source: dict = {"internal": "files_then_predicted", "external": "predicted"}  # crop masks per set: "files" (the data's own), "predicted" (the paper: the zone model's for every case) or "files_then_predicted"
+mask_source: dict = {"internal": "files_then_predicted", "external": "predicted"}  # crop masks per set: "files" (the data's own), "predicted" (the paper: the zone model's for every case), "files_then_predicted", or the pretrained gland model's whole gland (pip install -e ".[gland]"): "pretrained_gland" (every case) / "files_then_pretrained"
 zone_training_data: list = []  # extra data sets whose zonal masks also train the zone model (the paper: ProstateX)
 zone_model: dict = {"configuration": "2d", "target_spacing": [3.0, 1.5, 1.5], "epochs": 12, "iterations_per_epoch": 25, "val_iterations_per_epoch": 2, "batch_size": 8, "n_folds": 3, "folds": [0], "mirroring": False}  # nnU-Net zone model, trained when a set's masks are predicted (paper: nnU-Net's defaults, 3d_fullres, 5 folds); keys of ZoneSettings
 on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
@@ -99,6 +99,9 @@ for name, ds in datasets.items():
 # `zone_training_data`) in folds by patient; held-out folds give its Dice, and `zones.csv` lists Dice per
 # zone and how far the crop box moves against the reference masks. A predicted gland that is empty or
 # outside `min_gland_ml`–`max_gland_ml` stops its case (or is skipped with `on_case_error: skip`).
+# `pretrained_gland` / `files_then_pretrained` take the whole gland of a pretrained model instead (`lavlab-taps`,
+# nothing to train; the extra `pip install -e ".[gland]"`): the crop needs the gland only, but those cases
+# have no PZ/TZ split, so they are absent from the per-zone rows of `zones.csv` and map quality.
 
 # %%
 zones = zone_stage.run_zone_stage(

@@ -177,7 +177,9 @@ def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, sho
         gland = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).gland_on_t2w().array > 0
         lesion = ctx.case_image(row["set"], row["case_id"], "lesion").array
         zones = ctx.case_image(row["set"], row["case_id"], "zones")
-        zones = zones.array if zones is not None else gland.astype(np.uint8)
+        # a case with a gland and no PZ/TZ split (a whole-gland mask, the pretrained gland) counts in the
+        # gland rows only: 0 is neither zone
+        zones = zones.array if zones is not None else np.zeros(gland.shape, np.uint8)
         truth[row["case_id"]] = (row["split"], gland, lesion[gland] > 0, zones[gland])
 
     def samples():

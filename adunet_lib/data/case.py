@@ -313,7 +313,8 @@ def load_zones(case: Case, t2w: Image) -> tuple[Image | None, Image | None]:
 def missing_mask_error(case: Case) -> CaseError:
     return CaseError(case.case_id, case.expected.get("t2w") or case.images.get("t2w"),
                      "no gland mask (neither zonal_pz_tz nor whole_gland found): cropping needs one — "
-                     "add a mask from a prostate segmentation model (e.g. picai_labels' AI masks)")
+                     "add a mask from a prostate segmentation model (e.g. picai_labels' AI masks), or let one "
+                     "make it (mask_source files_then_predicted / files_then_pretrained)")
 
 
 def warn_lesion_outside_gland(case: Case, lesion: Image | None, gland: Image | None) -> None:

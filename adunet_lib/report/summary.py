@@ -72,17 +72,29 @@ def _zone_lines(ctx: RunContext, cases: pd.DataFrame) -> list[str]:
              for set_name, block in cases.groupby("set", sort=False)]
     record = _read_json(ctx.zone_record) or {}
     quality_file = ctx.figure("zones.csv")
-    if record.get("settings") and quality_file.is_file():
+    summary = pd.DataFrame(columns=["role"])
+    if quality_file.is_file():
         from adunet_lib.zones.masks import quality_summary
 
-        summary = quality_summary(pd.read_csv(quality_file))
+        summary = quality_summary(pd.read_csv(quality_file)) if quality_file.stat().st_size else summary
+        summary = summary if "role" in summary else pd.DataFrame(columns=["role"])
+    pretrained_rows = summary["role"].astype(str).str.endswith("(pretrained gland)")
+    if record.get("settings") and quality_file.is_file():
         parts = [f"{r['role']} (n={int(r['cases'])}): Dice PZ {r['dice_pz']:.2f}, TZ {r['dice_tz']:.2f}, "
                  f"gland {r['dice_gland']:.2f}, crop box moves {r['box_shift_mm_median']:.1f} mm (median), "
-                 f"{r['box_shift_mm_max']:.1f} mm (max)" for _, r in summary.iterrows()]
+                 f"{r['box_shift_mm_max']:.1f} mm (max)" for _, r in summary[~pretrained_rows].iterrows()]
         settings = record["settings"]
         lines.append(f"- zone model (`{record.get('dataset')}`, nnU-Net {settings.get('configuration')}, folds "
                      f"{settings.get('folds')} of {settings.get('n_folds')}, {record.get('training_cases')} training "
                      f"cases): " + "; ".join(parts) + " — zones.csv")
+    glands = (_read_json(ctx.pretrained_gland_record) or {}).get("cases", {})
+    if glands:
+        made_by = sorted({str(c.get("made_by")) for c in glands.values()})
+        parts = [f"{r['role']} (n={int(r['cases'])}): Dice gland {r['dice_gland']:.2f}, crop box moves "
+                 f"{r['box_shift_mm_median']:.1f} mm (median), {r['box_shift_mm_max']:.1f} mm (max)"
+                 for _, r in summary[pretrained_rows].iterrows()]
+        lines.append(f"- {', '.join(made_by)}: {len(glands)} case(s), whole gland without PZ/TZ (absent from map "
+                     "quality's PZ/TZ rows)" + ("; " + "; ".join(parts) + " — zones.csv" if parts else ""))
     return lines
 
 

@@ -110,13 +110,20 @@ def _check_folds(params: Any, pre: dict[str, Any], seg: dict[str, Any]) -> None:
 
 def _check_choices(params: Any, by_block: dict[str, dict[str, Any]]) -> None:
     from adunet_lib.vocabulary import VARIANTS
-    from adunet_lib.zones.stage import MASK_SOURCES
+    from adunet_lib.zones.stage import MASK_SOURCES, PRETRAINED_SOURCES
 
     pre, seg = by_block.get("preprocessing", {}), by_block.get("segmentation", {})
     for set_name, source in (pre.get("mask_source") or {}).items():
         if set_name not in ("internal", "external") or source not in MASK_SOURCES:
             raise ParamsError(f"{_where(params, 'preprocessing', 'mask_source')}: {set_name}: {source!r}; sets are "
                               f"internal/external, sources {', '.join(MASK_SOURCES)}")
+    pretrained_sets = [s for s, source in (pre.get("mask_source") or {}).items() if source in PRETRAINED_SOURCES]
+    if pretrained_sets:
+        from adunet_lib.zones import pretrained
+
+        if not pretrained.available():
+            raise ParamsError(f"{_where(params, 'preprocessing', 'mask_source')}: {', '.join(pretrained_sets)}: "
+                              f"{pretrained.MISSING}")
     if "zone_model" in pre:
         from adunet_lib.zones.model import ZoneSettings
 
