@@ -51,7 +51,9 @@ class PreprocessingParams(NotebookParams):
                                      need="must be ≥ 0 (0: every study has masks)")
     mask_source: dict = param({"internal": "files_then_predicted", "external": "predicted"},
                               'crop masks per set: "files" (the data\'s own), "predicted" (the paper: the zone '
-                              'model\'s for every case) or "files_then_predicted"')
+                              'model\'s for every case), "files_then_predicted", or the pretrained gland model\'s '
+                              'whole gland (pip install -e ".[gland]"): "pretrained_gland" (every case) / '
+                              '"files_then_pretrained"')
     zone_training_data: list = param([], "extra data sets whose zonal masks also train the zone model (the paper: "
                                          "ProstateX)")
     zone_model: dict = param({"configuration": "2d", "target_spacing": [3.0, 1.5, 1.5], "epochs": 12,
