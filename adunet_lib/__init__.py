@@ -11,6 +11,7 @@ The library behind the notebook series in ``notebooks/``. One sub-package per pi
 - :mod:`adunet_lib.report` — tables, figures, interactive viewers
 - :mod:`adunet_lib.runner` — params files and the papermill runner behind ``adunet reproduce``
 - :mod:`adunet_lib.run_folder` — every path and record of a run folder ``runs/<name>/``
+- :mod:`adunet_lib.nnunet_seam` — nnU-Net worker requests and nnU-Net's file names (their one owner)
 - :mod:`adunet_lib.vocabulary` — sequences, sets, splits, labels, nnU-Net variants
 - :mod:`adunet_lib.cache` — the one cache-key scheme (fingerprints of settings + inputs)
 

@@ -72,11 +72,24 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from adunet_lib.runner.plan import plan_command
+
+    plan_command(args.params, gpu=args.gpu, gpus=args.gpus, costs=args.costs, shards=args.shards, fmt=args.format)
+    return 0
+
+
+GLAND_MODEL_HELP = ("which model makes the crop mask when none is given: run (the run's zone model, PZ/TZ), "
+                    "pretrained (lavlab-taps' whole gland; pip install -e \".[gland]\"), auto (default: pretrained "
+                    "where installed and the run has no zone model, or one trained on phantoms only; else the run's)")
+
+
 def _predict(args: argparse.Namespace) -> int:
     from adunet_lib.predict import predict_study
 
     result = predict_study(args.run, {"t2w": args.t2w, "adc": args.adc, "hbv": args.hbv}, args.out, gland=args.gland,
-                           zones=args.zones, variant=args.variant, case_id=args.case_id, device=args.device)
+                           zones=args.zones, variant=args.variant, case_id=args.case_id, device=args.device,
+                           gland_model=args.gland_model)
     print(f"{result.case_id}: csPCa likelihood {result.case_score:.3f}, {result.lesion_candidates} lesion candidate(s); "
           f"detection map {result.detection_map}")
     return 0
@@ -86,8 +99,8 @@ def _zones(args: argparse.Namespace) -> int:
     from adunet_lib.predict import predict_zones
 
     target, note = predict_zones(args.run, {"t2w": args.t2w, "adc": args.adc, "hbv": args.hbv}, args.out,
-                                 case_id=args.case_id, device=args.device)
-    print(f"zones {note}: {target}")
+                                 case_id=args.case_id, device=args.device, gland_model=args.gland_model)
+    print(f"{'zones' if target.name.endswith('_zones.nii.gz') else 'gland'} {note}: {target}")
     return 0
 
 
@@ -104,6 +117,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adunet_lib.data import layouts
+    from adunet_lib.vocabulary import INTERNAL
+
+    synthetic = layouts.synthetic_layouts()
+    layout_help = [f"{name} ({layouts.get(name).summary})" if layouts.get(name).summary else name for name in synthetic]
     parser = argparse.ArgumentParser(
         prog="adunet",
         description="adU-Net: anomaly maps from reconstruction models as extra nnU-Net channels for csPCa "
@@ -116,13 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--site", choices=["internal", "external"], default="internal",
                    help="scanner profile: internal (PI-CAI-like) or external (a shifted test site)")
-    p.add_argument("--layout", choices=["picai", "prostate158", "manifest"], default="picai",
-                   help="picai (images/ + picai_labels, several label sources, patients with two studies), "
-                        "prostate158 (train/valid/test.csv, negatives without tumour file) or manifest (CSV)")
+    p.add_argument("--layout", choices=synthetic, default=layouts.synthetic_default(INTERNAL),
+                   help=(", ".join(layout_help[:-1]) + " or " if len(layout_help) > 1 else "") + layout_help[-1])
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("check", help="validate a dataset: every problem per case and file; non-zero exit on errors")
-    p.add_argument("data_dir", help="PI-CAI folder, Prostate158 folder or manifest .csv")
+    p.add_argument("data_dir", help=f"the dataset: {layouts.expected()} (layouts: {', '.join(layouts.available())})")
     p.add_argument("--strict", action="store_true",
                    help="treat warnings (e.g. missing gland mask) as errors; notes of files not used stay notes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -164,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, default=None, help="CPUs per job")
     p.set_defaults(func=_submit)
 
+    p = sub.add_parser("plan", help="what every job of adunet submit will cost: iterations, hours, peak memory, "
+                                    "disk; the critical path on N GPUs; totals (measured on CPU or extrapolated)")
+    p.add_argument("params", help="params YAML, e.g. params/paper.yaml")
+    p.add_argument("--gpu", default="h100", metavar="KIND",
+                   help="h100, a100, h200 (FLOPs at an assumed share of the device's peak) or cpu (the cost "
+                        "file's measured CPU seconds); default h100")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs (with --gpu cpu: CPU workers) the graph runs on (default 1)")
+    p.add_argument("--shards", type=int, default=2, help="map shards, as adunet submit --shards (default 2)")
+    p.add_argument("--costs", default=None, metavar="CSV",
+                   help="cost per iteration (default figures/paper-rehearsal/cost_per_iteration.csv of the project)")
+    p.add_argument("--format", choices=["text", "md"], default="text", help="plain text (default) or Markdown")
+    p.set_defaults(func=_plan)
+
     p = sub.add_parser("verify", help="compare a regenerated figures folder with the committed one, table by table, "
                                       "against the committed seed spread; non-zero exit when outside")
     p.add_argument("candidate", help="the regenerated figures folder (e.g. figures/demo of a fresh run elsewhere)")
@@ -176,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("adc", help="ADC map")
     p.add_argument("hbv", help="high-b DWI image")
     mask = p.add_mutually_exclusive_group()
-    mask.add_argument("--gland", help="whole-gland mask on the T2W grid (default: the run's zone model predicts zones)")
+    mask.add_argument("--gland", help="whole-gland mask on the T2W grid (default: predicted, see --gland-model)")
     mask.add_argument("--zones", help="zonal mask (1 = PZ, 2 = TZ) on the T2W grid (default: predicted, as --gland)")
+    mask.add_argument("--gland-model", default="auto", choices=("auto", "run", "pretrained"),
+                      help=GLAND_MODEL_HELP)
     p.add_argument("--run", default="runs/demo", help="run folder whose models to use (default runs/demo)")
     p.add_argument("--variant", default="adunet_all", help="nnU-Net variant (default adunet_all)")
     p.add_argument("--out", required=True, help="output folder")
@@ -185,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("zones", help="predict one study's PZ/TZ mask with a run's zone model (check it before trusting the crop)")
+    p = sub.add_parser("zones", help="predict one study's PZ/TZ mask with a run's zone model, or its gland with the "
+                       "pretrained gland model (check it before trusting the crop)")
     p.add_argument("t2w", help="T2W image (.mha / .nii.gz)")
     p.add_argument("adc", nargs="?", help="ADC map (when the zone model reads it)")
     p.add_argument("hbv", nargs="?", help="high-b DWI image (when the zone model reads it)")
     p.add_argument("--run", default="runs/demo", help="run folder whose zone model to use (default runs/demo)")
-    p.add_argument("--out", required=True, help="output folder: <case>_zones.nii.gz on the T2W grid")
+    p.add_argument("--out", required=True, help="output folder: <case>_zones.nii.gz (or _gland.nii.gz) on the T2W grid")
+    p.add_argument("--gland-model", default="auto", choices=("auto", "run", "pretrained"), help=GLAND_MODEL_HELP)
     p.add_argument("--case-id", help="name of the study (default: from the T2W file name)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.set_defaults(func=_zones)
@@ -204,7 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a POSIX/ASCII locale must not turn a "…" or "×" in a message into a crash
         if hasattr(stream, "reconfigure") and "utf" not in (stream.encoding or "").lower():
             stream.reconfigure(errors="replace")
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except AdunetError as exc:  # a layout module in ADUNET_LAYOUT_MODULES that cannot be imported
+        print(f"adunet: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         device = getattr(args, "device", None)
         if device:

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+#: MetaImage keeps the T2W grid's origin and direction in double precision (NIfTI rounds them to
+#: float32), and nnU-Net reads it too: the case copies, the maps and nnU-Net's raw data share it.
+VOLUME_SUFFIX = ".mha"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

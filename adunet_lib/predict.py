@@ -23,12 +23,13 @@ from adunet_lib.data.case import Case, load_case
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import read_json, write_json
+from adunet_lib.nnunet_seam import PredictRequest, channel_file, probabilities_file
 from adunet_lib.preprocessing.pipeline import PreprocessConfig, preprocess_case
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext, why_unsafe_output
+from adunet_lib.run_folder import RunContext, why_unsafe_output
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import write_detection
 from adunet_lib.vocabulary import CROPPED, ORACLE, SEQUENCES, variant as variant_spec
-from adunet_lib.zones.model import predict_study_zones
+from adunet_lib.zones.model import predict_study_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Prediction:
     case_score: float
     lesion_candidates: int
     maps: list[Path]
-    zone_mask: Path | None = None  # the predicted zone mask, when none was given
+    zone_mask: Path | None = None  # the predicted zone (or pretrained gland) mask, when none was given
+    gland_model: str = "given"  # which model made the crop mask: given, run (its zone model), pretrained
 
 
 #: File names that say which sequence, not which study (Prostate158's ``t2.nii.gz``, scanner exports):
@@ -96,14 +98,16 @@ def output_folder(run_dir: Path, out_dir: Path, inputs: dict[str, Path], case_id
 
 
 def predict_zones(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, case_id: str | None = None,
-                  device: str | None = None, log=print) -> tuple[Path, str]:
-    """``adunet zones``: one study's PZ/TZ mask from the run's zone model, on the study's T2W grid.
+                  device: str | None = None, gland_model: str = "auto", log=print) -> tuple[Path, str]:
+    """``adunet zones``: one study's PZ/TZ mask from the run's zone model (``<case>_zones.nii.gz``), or
+    its whole-gland mask from the pretrained gland model (``<case>_gland.nii.gz``), on its T2W grid.
 
     Args:
         images: ``{"t2w": …}`` plus ``adc``/``hbv`` when the zone model reads them.
+        gland_model: ``auto``, ``run`` or ``pretrained`` (:func:`~adunet_lib.zones.model.choose_gland_model`).
 
     Returns:
-        (the mask file ``<out_dir>/<case>_zones.nii.gz``, which model made it).
+        (the mask file in ``out_dir``, which model made it).
     """
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
     ctx = RunContext(run_dir, out_dir, device=device or "cpu")
@@ -111,14 +115,13 @@ def predict_zones(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     case_id = case_id or study_id(given["t2w"])
     with output_folder(run_dir, out_dir, given, case_id) as stage:
         loaded = load_case(Case(case_id=case_id, images=given, expected=given), sequences=tuple(given))
-        name = f"{case_id}_zones.nii.gz"
-        note = predict_study_zones(ctx, loaded, stage / name, log)
-    return out_dir / name, note
+        made, _, _, note = predict_study_mask(ctx, loaded, stage, gland_model, log)
+    return out_dir / made.name, note
 
 
 def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: str | Path, gland: str | Path | None = None,
                   zones: str | Path | None = None, variant: str = "adunet_all", case_id: str | None = None,
-                  device: str | None = None, log=print) -> Prediction:
+                  device: str | None = None, gland_model: str = "auto", log=print) -> Prediction:
     """Detect csPCa in one study with the models of ``run_dir``.
 
     Args:
@@ -126,7 +129,9 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
         images: ``{"t2w": …, "adc": …, "hbv": …}`` files.
         out_dir: where the detection map, anomaly maps and an overview figure go (created).
         gland, zones: a whole-gland or a zonal mask on the T2W grid; with neither, the run's zone
-            model predicts the zones (written beside the detection map as ``<case>_zones.nii.gz``).
+            model predicts the zones (written beside the detection map as ``<case>_zones.nii.gz``) or
+            the pretrained gland model the gland (``<case>_gland.nii.gz``), as ``gland_model`` says.
+        gland_model: ``auto``, ``run`` or ``pretrained`` (:func:`~adunet_lib.zones.model.choose_gland_model`).
         variant: which nnU-Net model (``baseline``, ``adunet_t2w`` … ``adunet_all``).
     """
     run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
@@ -143,7 +148,7 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
     case_id = case_id or study_id(given["t2w"])
     masks = {k: Path(v) for k, v in (("gland", gland), ("zones", zones)) if v}
     with output_folder(run_dir, out_dir, given | masks, case_id) as stage:
-        result, mask_note = _predict(ctx, settings, given, masks, variant, case_id, stage, log)
+        result, mask_note = _predict(ctx, settings, given, masks, variant, case_id, stage, gland_model, log)
         write_json(stage / f"{case_id}_prediction.json", dataclasses.asdict(result) | {
             "variant": variant, "run": str(run_dir), "zones": mask_note,
             "inputs": {k: str(v.resolve()) for k, v in (given | masks).items()}})
@@ -153,17 +158,17 @@ def predict_study(run_dir: str | Path, images: dict[str, str | Path], out_dir: s
 
 
 def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dict[str, Path], variant: str,
-             case_id: str, stage: Path, log) -> tuple[Prediction, str]:
+             case_id: str, stage: Path, gland_model: str, log) -> tuple[Prediction, str]:
     """The work of :func:`predict_study`, every file written into ``stage``."""
     spec = variant_spec(variant)
     case = Case(case_id=case_id, images=given, gland=masks.get("gland"), zones=masks.get("zones"), expected=given)
+    used = "given"
     if masks:
         mask_note = f"given: {next(iter(masks.values())).resolve()}"
     else:
-        predicted = stage / f"{case_id}_zones.nii.gz"
-        mask_note = predict_study_zones(ctx, load_case(case), predicted, log)
-        log(f"{case_id}: zones {mask_note}")
-        case = dataclasses.replace(case, zones=predicted)
+        predicted, kind, used, mask_note = predict_study_mask(ctx, load_case(case), stage, gland_model, log)
+        log(f"{case_id}: {kind} {mask_note}")
+        case = dataclasses.replace(case, **{kind: predicted})
     loaded = load_case(case, require_masks=True)
     config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in read_json(ctx.preprocessing_record)["preprocess"].items()})
@@ -183,12 +188,13 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
     channels = [on_t2w[s] if kind == "sequence" else maps[s] for kind, s in spec.channels()]
     work = stage / "scratch"  # nnU-Net's inputs and outputs, gone with the staging folder
     files = [str(write_image(Image(image.array.astype(np.float32), loaded.t2w.geometry),
-                             work / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}")) for k, image in enumerate(channels)]
-    nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": settings["folds"],
-                       "inputs": {case_id: files}, "output_dir": str(work / "output"), "device": ctx.device,
-                       "mirroring": settings["mirroring"], "checkpoint": settings.get("checkpoint", "final")}],
+                             work / "input" / channel_file(case_id, k))) for k, image in enumerate(channels)]
+    nnunet.call(ctx, [PredictRequest(model_dir=str(mdir), folds=tuple(settings["folds"]), inputs={case_id: tuple(files)},
+                                     output_dir=str(work / "output"), device=ctx.device, mirroring=settings["mirroring"],
+                                     checkpoint=settings.get("checkpoint", "final"))],
                 log, label=f"nnU-Net {variant}", scratch=work)
-    det = write_detection(work / "output" / f"{case_id}.npz", loaded.t2w.geometry, stage / f"{case_id}_detection_map.mha",
+    det = write_detection(work / "output" / probabilities_file(case_id), loaded.t2w.geometry,
+                          stage / f"{case_id}_detection_map.mha",
                           threshold=settings.get("lesion_threshold", "dynamic-fast"))
 
     from adunet_lib.report.figures import save_figure
@@ -200,5 +206,6 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
     overlays = {"gland": pre.gland_in_box, "anomaly": maps["adc"].array[box], "detection": detection[box]}
     save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), stage / f"{case_id}_overview.png")
     candidates = int(len(np.unique(detection[detection > 0])))
-    result = Prediction(case_id, det, float(detection.max()), candidates, map_files, None if masks else case.zones)
+    made = None if masks else (case.zones or case.gland)
+    result = Prediction(case_id, det, float(detection.max()), candidates, map_files, made, used)
     return result, mask_note

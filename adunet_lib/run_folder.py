@@ -7,6 +7,10 @@ functions. :data:`LAYOUT` is the listing that ARCHITECTURE.md shows (a test keep
 
 A run folder is self-contained: notebook 01 copies every case's sequences and masks, on the case's
 T2W grid, into ``cases/``; nothing after it reads the source dataset.
+
+This module knows where things are, not what they are: a record a stage owns is read by its own type
+(``PreprocessedCase.from_run``, ``registry.trained_models``), so the run folder sits below every stage
+(``adunet_lib/layers.py``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from adunet_lib.errors import AdunetError, ParamsError
+from adunet_lib.fileio import VOLUME_SUFFIX
 from adunet_lib.vocabulary import CROPPED, SEQUENCES, VARIANTS, variant
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from adunet_lib.data.image import Image
-    from adunet_lib.preprocessing.pipeline import PreprocessedCase
+    from adunet_lib.parameters import NotebookParams
 
 #: What a finished run folder holds (ARCHITECTURE.md shows this listing; a test compares them).
 LAYOUT = """\
@@ -50,6 +55,8 @@ runs/<name>/
   zones/heldout/<case>.nii.gz                   the zone model's held-out fold predictions, for Dice (01)
   zones/nnunet/heldout|ensemble/<case>.mha      nnU-Net's label maps before post-processing (01)
   zones/zones.json                              zone model: fingerprint, settings, who made each mask (01)
+  zones/pretrained/<case>.nii.gz                pretrained gland masks (lavlab-taps) on the T2W grid, when params ask (01)
+  zones/pretrained/glands.json                  pretrained gland: model, volume, seconds, inputs per case (01)
   models/<model>/<seq>[_full|_partN]/model.pt   weights + resolved config; _partN: leak-free maps (02-04)
   models/<model>/<seq>[_full]/checkpoint.pt     resume point while training (02-04)
   models/<model>/<seq>[_full]/losses.csv        loss history, TensorBoard in tb/ (02-04)
@@ -73,13 +80,6 @@ UNIT_LOCK_PREFIX = ".unit-"
 
 #: The volumes notebook 01 copies into ``cases/<set>/<case>/`` (masks only where the case has them).
 CASE_VOLUMES = (*SEQUENCES, "lesion", "zones", "gland")
-#: MetaImage keeps the T2W grid's origin and direction in double precision (NIfTI rounds them to
-#: float32), and nnU-Net reads it too: the case copies, the maps and nnU-Net's raw data share it.
-VOLUME_SUFFIX = ".mha"
-
-#: nnU-Net trainer and plans that adunet trains with (nnU-Net's defaults).
-NNUNET_TRAINER, NNUNET_PLANS = "nnUNetTrainer", "nnUNetPlans"
-
 
 def project_root(start: str | Path | None = None) -> Path:
     """The nearest folder (from ``start``, default cwd, upwards) holding ``notebooks/`` and ``params/``."""
@@ -205,6 +205,14 @@ class RunContext:
         seed_everything(ctx.seed)
         return ctx
 
+    @classmethod
+    def from_params(cls, params: NotebookParams, reads_inputs: bool = False) -> RunContext:
+        """The run of a notebook's parameters (their common block), as :meth:`create` makes it;
+        ``reads_inputs``: the notebook reads the source data (01), so the run folder may not lie in it."""
+        inputs = (params.internal_data, params.external_data) if reads_inputs else ()
+        return cls.create(params.run_dir, params.figure_dir, seed=params.seed, device=params.device,
+                          interactive=params.interactive, inputs=inputs, data_seed=params.data_seed)
+
     def figure(self, name: str) -> Path:
         """A file of this params file's figure folder (``figures/<name>/``)."""
         return self.figure_dir / name
@@ -262,11 +270,6 @@ class RunContext:
     def preprocessed_dir(self, set_name: str) -> Path:
         return self.run_dir / "preprocessed" / set_name
 
-    def preprocessed_case(self, set_name: str, case_id: str) -> PreprocessedCase:
-        from adunet_lib.preprocessing.pipeline import PreprocessedCase
-
-        return PreprocessedCase.load(self.preprocessed_dir(set_name), case_id)
-
     @property
     def cases_table(self) -> Path:
         return self.run_dir / "preprocessed" / "cases.csv"
@@ -318,16 +321,6 @@ class RunContext:
         found = [(seq, self.model_checkpoint(model, seq, mode, part)) for seq in SEQUENCES]
         return found if all(path.is_file() for _, path in found) else None
 
-    def trained_models(self, mode: str = CROPPED) -> list[str]:
-        """Models with a complete set of checkpoints for ``mode``, in registry order: the list that
-        Table I, Fig. 3, the maps and map quality use."""
-        from adunet_lib.anomaly_models.registry import available
-
-        if not self.models_dir.is_dir():
-            return []
-        present = {p.name for p in self.models_dir.iterdir() if p.is_dir()}
-        return [m for m in available() if m in present and self.model_checkpoints(m, mode)]
-
     # -- notebook 05: anomaly maps ------------------------------------------------------------
     def map_dir(self, model: str) -> Path:
         return self.run_dir / "maps" / model
@@ -363,6 +356,14 @@ class RunContext:
     @property
     def zone_record(self) -> Path:
         return self.zones_dir / "zones.json"
+
+    def pretrained_gland_mask(self, case_id: str) -> Path:
+        """A case's whole-gland mask from the pretrained gland model (``mask_source: pretrained_gland``)."""
+        return self.zones_dir / "pretrained" / f"{case_id}.nii.gz"
+
+    @property
+    def pretrained_gland_record(self) -> Path:
+        return self.zones_dir / "pretrained" / "glands.json"
 
     def zone_raw_predictions(self, kind: str) -> Path:
         """nnU-Net's own label files before post-processing (``heldout`` or ``ensemble``)."""
@@ -407,10 +408,9 @@ class RunContext:
 
     def nnunet_model_dir(self, dataset_name: str, configuration: str) -> Path:
         """nnU-Net's results folder of one trained configuration (``<trainer>__<plans>__<config>``)."""
-        from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
+        from adunet_lib.nnunet_seam import trainer_folder  # the seam names what is inside nnU-Net's folders
 
-        return self.nnunet_results / dataset_name / convert_trainer_plans_config_to_identifier(
-            NNUNET_TRAINER, NNUNET_PLANS, configuration)
+        return self.nnunet_results / dataset_name / trainer_folder(configuration)
 
     def nnunet_softmax_dir(self, variant_name: str, split: str | None = None) -> Path:
         """``nnunet/softmax/<variant>[/<split>]``."""

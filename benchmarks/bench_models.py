@@ -220,7 +220,8 @@ def bench_model(name: str, setting: dict[str, Any], speed: dict[str, bool], devi
         inf_seconds = _timed(lambda: model.reconstruct(x), dev, repeats) * scale / n
     return {"seconds": seconds, "flops": flops, "peak": peak, "kinds": "/".join(k for _, _, k in kinds if k),
             "inf_seconds": inf_seconds, "inf_flops": inf_flops, "inf_peak": memory.peak,
-            "extrapolated": scale != 1.0, "bf16": model.bf16}
+            "extrapolated": scale != 1.0, "bf16": model.bf16,
+            "params": sum(p.numel() for net in model.networks().values() for p in net.parameters())}
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ from adunet_lib.anomaly_maps.quality import voxel_quality
 from adunet_lib.anomaly_models import create
 from adunet_lib.anomaly_models.data import BatchSampler, cohort_slices, load_slices, training_slices
 from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, twin_stack
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED, INTERNAL, SEQUENCE_DISPLAY, SEQUENCES, TEST, TRAIN, VAL
 
@@ -70,7 +71,7 @@ class HeldOut:
         chosen = cases[cases["labeled"].astype(bool) & cases["split"].isin([VAL, TEST])]
         self.items = []
         for _, row in chosen.iterrows():
-            pre = ctx.preprocessed_case(row["set"], row["case_id"])
+            pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
             st = pre.stack(CROPPED)
             keep = st.gland_slices()
             twin = twin_stack(ctx, pre)

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -152,8 +153,18 @@ def part_maps(t2w: Path, device: str) -> None:
     print(f"RESULT {json.dumps({'slices': depth, 'seconds': time.perf_counter() - start})}")
 
 
-def part_nnunet(studies: list[Path], work: Path, device: str, mirroring: bool) -> None:
-    """Write ``studies`` as a 6-channel nnU-Net dataset, plan it, and run the planned 3d_fullres network on the first."""
+#: channel names (nnU-Net normalisation schemes) of the datasets this benchmark plans, by channel count:
+#: 6 = adU-Net(all) (T2W, ADC, DWI + 3 maps), 3 = the baseline, 1 = the zone model (T2W)
+CHANNEL_NAMES = {6: ["T2W", "CT", "HBV", "noNorm", "noNorm", "noNorm"], 3: ["T2W", "CT", "HBV"], 1: ["T2W"]}
+
+
+def plan_nnunet(studies: list[Path], work: Path, channels: int = 6, labels: int = 2, dataset_id: int = 990,
+                name: str = "BenchPredict") -> tuple[Any, Any, dict, list[list[str]]]:
+    """Write ``studies`` as an nnU-Net dataset of ``channels`` channels (1, 3 or 6, see ``CHANNEL_NAMES``;
+    channels past T2W/ADC/DWI repeat them: their values do not change the cost) in ``work`` and let nnU-Net
+    extract the fingerprint and plan it. Returns (PlansManager, the 3d_fullres configuration, dataset.json,
+    each study's input files). nnU-Net reads its folders from the environment at its first import: every
+    call in one process must use the same ``work``."""
     import numpy as np
     import SimpleITK as sitk
 
@@ -161,15 +172,12 @@ def part_nnunet(studies: list[Path], work: Path, device: str, mirroring: bool) -
     for p in (raw, pre, res):
         p.mkdir(parents=True, exist_ok=True)
     os.environ.update(nnUNet_raw=str(raw), nnUNet_preprocessed=str(pre), nnUNet_results=str(res))
-    import torch
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset, plan_experiment_dataset
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from adunet_lib.segmentation._worker import _fingerprint_extractor
 
-    dataset = raw / "Dataset990_BenchPredict"
+    dataset = raw / f"Dataset{dataset_id:03d}_{name}"
     (dataset / "imagesTr").mkdir(parents=True)
     (dataset / "labelsTr").mkdir()
     inputs = []
@@ -177,30 +185,36 @@ def part_nnunet(studies: list[Path], work: Path, device: str, mirroring: bool) -
         files = study_files(folder)
         t2w = sitk.ReadImage(str(files["t2w"]), sitk.sitkFloat32)
         on_grid = [t2w] + [sitk.Resample(sitk.ReadImage(str(files[s]), sitk.sitkFloat32), t2w) for s in ("adc", "hbv")]
-        channels = on_grid + on_grid  # the three maps have the T2W grid too; their values do not change the cost
         case = folder.name
         names = []
-        for k, image in enumerate(channels):
+        for k in range(channels):
             names.append(str(dataset / "imagesTr" / f"{case}_{k:04d}.nii.gz"))
-            sitk.WriteImage(image, names[-1])
-        # a box in the middle as "lesion": the fingerprint needs foreground voxels for its intensity statistics
+            sitk.WriteImage(on_grid[k % 3], names[-1])
+        # a box in the middle as foreground: the fingerprint needs foreground voxels for its intensity statistics
         mask = np.zeros(sitk.GetArrayViewFromImage(t2w).shape, np.uint8)
-        mask[tuple(slice(n * 3 // 8, max(n * 5 // 8, n * 3 // 8 + 1)) for n in mask.shape)] = 1
+        mask[tuple(slice(n * 3 // 8, max(n * 5 // 8, n * 3 // 8 + 1)) for n in mask.shape)] = labels - 1
         label = sitk.GetImageFromArray(mask)
         label.CopyInformation(t2w)
         sitk.WriteImage(label, str(dataset / "labelsTr" / f"{case}.nii.gz"))
         inputs.append(names)
-    modality = {str(k): name for k, name in enumerate(["T2W", "CT", "HBV", "noNorm", "noNorm", "noNorm"])}
+    modality = {str(k): name for k, name in enumerate(CHANNEL_NAMES[channels])}
+    label_names = {"background": 0, **{f"label{k}": k for k in range(1, labels)}}
     (dataset / "dataset.json").write_text(json.dumps({
-        "channel_names": modality, "labels": {"background": 0, "lesion": 1},
-        "numTraining": len(studies), "file_ending": ".nii.gz"}))
-    extract_fingerprint_dataset(990, _fingerprint_extractor(), num_processes=1, clean=True, verbose=False,
+        "channel_names": modality, "labels": label_names, "numTraining": len(studies), "file_ending": ".nii.gz"}))
+    extract_fingerprint_dataset(dataset_id, _fingerprint_extractor(), num_processes=1, clean=True, verbose=False,
                                 show_progress_bar=False)
-    plan_experiment_dataset(990)
-    plans_file = pre / dataset.name / "nnUNetPlans.json"
-    plans = PlansManager(json.loads(plans_file.read_text()))
-    config = plans.get_configuration("3d_fullres")
-    dataset_json = json.loads((dataset / "dataset.json").read_text())
+    plan_experiment_dataset(dataset_id)
+    plans = PlansManager(json.loads((pre / dataset.name / "nnUNetPlans.json").read_text()))
+    return plans, plans.get_configuration("3d_fullres"), json.loads((dataset / "dataset.json").read_text()), inputs
+
+
+def part_nnunet(studies: list[Path], work: Path, device: str, mirroring: bool) -> None:
+    """Write ``studies`` as a 6-channel nnU-Net dataset, plan it, and run the planned 3d_fullres network on the first."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    plans, config, dataset_json, inputs = plan_nnunet(studies, work)
     network = get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
                                      config.network_arch_init_kwargs_req_import, 6, 2, deep_supervision=False)
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,

@@ -29,6 +29,7 @@
 # folds (`splits.json`) — so the run survives moving or unmounting the source data.
 
 # %% tags=["parameters"]
+# PreprocessingParams in adunet_lib/preprocessing/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -52,7 +53,7 @@ anomaly_patients: int = 100  # "paper" cohort size in patients (the paper: 100 p
 leak_free_maps: int = 0  # 0 → off (the paper); k ≥ 2: cross-fit, each training case's map from models blind to it (k parts)
 synth_external_layout: str = "prostate158"  # layout of the synthetic external set (the paper's external set is Prostate158)
 synth_without_masks: int = 6  # every k-th synthetic internal study has no anatomical mask, like the real px0218 (0: none)
-mask_source: dict = {"internal": "files_then_predicted", "external": "predicted"}  # crop masks per set: "files" (the data's own), "predicted" (the paper: the zone model's for every case) or "files_then_predicted"
+mask_source: dict = {"internal": "files_then_predicted", "external": "predicted"}  # crop masks per set: "files" (the data's own), "predicted" (the paper: the zone model's for every case), "files_then_predicted", or the pretrained gland model's whole gland (pip install -e ".[gland]"): "pretrained_gland" (every case) / "files_then_pretrained"
 zone_training_data: list = []  # extra data sets whose zonal masks also train the zone model (the paper: ProstateX)
 zone_model: dict = {"configuration": "2d", "target_spacing": [3.0, 1.5, 1.5], "epochs": 12, "iterations_per_epoch": 25, "val_iterations_per_epoch": 2, "batch_size": 8, "n_folds": 3, "folds": [0], "mirroring": False}  # nnU-Net zone model, trained when a set's masks are predicted (paper: nnU-Net's defaults, 3d_fullres, 5 folds); keys of ZoneSettings
 on_case_error: str = "fail"  # "fail" stops at the first bad case; "skip" lists it and goes on
@@ -60,6 +61,7 @@ show_cases: int = 3  # cases drawn in the preprocessing figure
 
 # %%
 from adunet_lib.preprocessing import stage
+from adunet_lib.preprocessing.params import PreprocessingParams
 from adunet_lib.preprocessing.pipeline import PreprocessConfig
 from adunet_lib.report.figures import preprocessing_figure, save_figure
 from adunet_lib.report.viewer import case_viewer
@@ -68,9 +70,10 @@ from adunet_lib.zones import stage as zone_stage
 from adunet_lib.zones.masks import quality_summary
 from adunet_lib.zones.model import ZoneSettings
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive,
-                        inputs=(internal_data, external_data))
-config = PreprocessConfig(slice_size=slice_size, crop_margin_mm=crop_margin_mm, intensity_reference=intensity_reference)
+params = PreprocessingParams.from_namespace(globals())
+ctx = RunContext.from_params(params, reads_inputs=True)
+config = PreprocessConfig(slice_size=params.slice_size, crop_margin_mm=params.crop_margin_mm,
+                          intensity_reference=params.intensity_reference)
 print(ctx.run_dir, config)
 
 # %% [markdown]
@@ -79,10 +82,10 @@ print(ctx.run_dir, config)
 
 # %%
 datasets = stage.resolve_datasets(
-    ctx, {"internal": internal_data, "external": external_data},
-    {"internal": synth_internal_cases, "external": synth_external_cases},
-    synth_layouts={"external": synth_external_layout}, lesion_sources=lesion_sources,
-    without_masks=synth_without_masks)
+    ctx, {"internal": params.internal_data, "external": params.external_data},
+    {"internal": params.synth_internal_cases, "external": params.synth_external_cases},
+    synth_layouts={"external": params.synth_external_layout}, lesion_sources=params.lesion_sources,
+    without_masks=params.synth_without_masks)
 for name, ds in datasets.items():
     print(f"{name}: {len(ds)} cases of {len({c.patient for c in ds})} patients ({ds.layout} layout) from {ds.root}")
     for warning in ds.warnings:
@@ -96,11 +99,15 @@ for name, ds in datasets.items():
 # `zone_training_data`) in folds by patient; held-out folds give its Dice, and `zones.csv` lists Dice per
 # zone and how far the crop box moves against the reference masks. A predicted gland that is empty or
 # outside `min_gland_ml`–`max_gland_ml` stops its case (or is skipped with `on_case_error: skip`).
+# `pretrained_gland` / `files_then_pretrained` take the whole gland of a pretrained model instead (`lavlab-taps`,
+# nothing to train; the extra `pip install -e ".[gland]"`): the crop needs the gland only, but those cases
+# have no PZ/TZ split, so they are absent from the per-zone rows of `zones.csv` and map quality.
 
 # %%
 zones = zone_stage.run_zone_stage(
-    ctx, datasets, mask_source, ZoneSettings.from_params(zone_model, seed=seed),
-    extra=[stage.open_extra(p) for p in zone_training_data], margin_mm=crop_margin_mm, on_error=on_case_error)
+    ctx, datasets, params.mask_source, ZoneSettings.from_params(params.zone_model, seed=params.seed),
+    extra=[stage.open_extra(p) for p in params.zone_training_data], margin_mm=params.crop_margin_mm,
+    on_error=params.on_case_error)
 stage.write_zone_quality(ctx, zones.quality)
 quality_summary(zones.quality)
 
@@ -109,9 +116,9 @@ quality_summary(zones.quality)
 # Cases already preprocessed with the same settings are reused, so a re-run resumes.
 
 # %%
-tables = stage.preprocess_sets(ctx, zones.datasets, config, n_folds=n_folds, on_error=on_case_error,
-                               splits_file=splits or None, anomaly_cohort=anomaly_cohort,
-                               anomaly_patients=anomaly_patients, leak_free_maps=leak_free_maps,
+tables = stage.preprocess_sets(ctx, zones.datasets, config, n_folds=params.n_folds, on_error=params.on_case_error,
+                               splits_file=params.splits or None, anomaly_cohort=params.anomaly_cohort,
+                               anomaly_patients=params.anomaly_patients, leak_free_maps=params.leak_free_maps,
                                mask_origins=zones.mask_origins, skipped=zones.skipped)
 for case_id, message in tables.skipped:
     print("skipped:", message)
@@ -135,7 +142,7 @@ stage.mask_sources(tables.cases)
 # the masked model input.
 
 # %%
-rows = stage.figure_rows(ctx, tables.cases, show_cases)
+rows = stage.figure_rows(ctx, tables.cases, params.show_cases)
 save_figure(preprocessing_figure(rows), ctx.figure("fig2_preprocessing.png"))
 
 # %% [markdown]
@@ -144,4 +151,4 @@ save_figure(preprocessing_figure(rows), ctx.figure("fig2_preprocessing.png"))
 
 # %%
 case_id, volumes, overlays = stage.viewer_volumes(ctx, tables.cases)
-case_viewer(volumes, overlays, interactive=interactive, title=case_id, save_to=ctx.figure("viewer_preprocessing.png"))
+case_viewer(volumes, overlays, interactive=ctx.interactive, title=case_id, save_to=ctx.figure("viewer_preprocessing.png"))

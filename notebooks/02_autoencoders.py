@@ -23,6 +23,7 @@
 # checkpoint.
 
 # %% tags=["parameters"]
+# AutoencodersParams in adunet_lib/anomaly_models/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -33,30 +34,31 @@ data_seed: int = -1  # draws the synthetic cohort, the folds and the bootstrap (
 device: str = "cpu"  # cpu, cuda, cuda:N or mps
 interactive: bool = True  # widgets in JupyterLab; static figures when false (headless runs)
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
-models: dict = {"dense_ae": {}, "spatial_ae": {}}  # registered model → its hyperparameters ({} → AEConfig: SGD, lr 0.1, StepLR 30 epochs)
 channels: str = "all"  # "per_sequence": one model per T2W/ADC/hbv (paper); "all": one 3-channel model
 modes: list = ["cropped", "full"]  # gland-cropped slices (final setup) and/or full slices (Table I, block 1)
 iterations: int = 80  # training steps per model
 batch_size: int = 16  # slices per step
 checkpoint_every: int = 50  # steps between resume points
+models: dict = {"dense_ae": {}, "spatial_ae": {}}  # registered model → its hyperparameters ({} → AEConfig: SGD, lr 0.1, StepLR 30 epochs)
 
 # %%
 from adunet_lib.anomaly_models import stage
+from adunet_lib.anomaly_models.params import AutoencodersParams
 from adunet_lib.report.figures import save_figure
 from adunet_lib.run_folder import RunContext
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
+params = AutoencodersParams.from_namespace(globals())
+ctx = RunContext.from_params(params)
 cases, slices = ctx.tables()
-settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
-settings
+stage.train_settings(params)
 
 # %% [markdown]
 # ## Train
 # Every model named in `models`, each with its own hyperparameters, on the same budget.
 
 # %%
-trained = stage.train_models(ctx, models, slices, channels, modes, settings)
-for name in models:
+trained = stage.run(ctx, params)
+for name in stage.chosen_models(params):
     save_figure(stage.loss_figure(ctx, name), ctx.figure(f"losses_{name}.png"))
 trained
 
@@ -65,8 +67,7 @@ trained
 # SSIM and PSNR (data range 1) on healthy validation slices; inside the gland for cropped images.
 
 # %%
-stage.measure_models(ctx, list(models), slices, modes)
+stage.measure(ctx, params, slices)
 
 # %%
-fig = stage.figure3(ctx, list(models), stage.figure3_slices(ctx, slices))
-save_figure(fig, ctx.figure("reconstructions_autoencoders.png"))
+save_figure(stage.reconstructions(ctx, params, slices), ctx.figure(params.RECONSTRUCTIONS_FIGURE))

@@ -20,6 +20,7 @@
 # scale s. `ddim_steps` sets how many DDIM steps span 0..L — the "fast guided diffusion" knob.
 
 # %% tags=["parameters"]
+# DiffusionParams in adunet_lib/anomaly_models/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -39,21 +40,22 @@ models: dict = {"ddpm": {"channels": [16, 32, 64, 64], "attention_resolutions": 
 
 # %%
 from adunet_lib.anomaly_models import stage
+from adunet_lib.anomaly_models.params import DiffusionParams
 from adunet_lib.report.figures import save_figure
 from adunet_lib.run_folder import RunContext
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
+params = DiffusionParams.from_namespace(globals())
+ctx = RunContext.from_params(params)
 cases, slices = ctx.tables()
-settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
-settings
+stage.train_settings(params)
 
 # %% [markdown]
 # ## Train
 # Every model named in `models`, each with its own hyperparameters, on the same budget.
 
 # %%
-trained = stage.train_models(ctx, models, slices, channels, modes, settings)
-for name in models:
+trained = stage.run(ctx, params)
+for name in stage.chosen_models(params):
     save_figure(stage.loss_figure(ctx, name), ctx.figure(f"losses_{name}.png"))
 trained
 
@@ -62,8 +64,7 @@ trained
 # SSIM and PSNR (data range 1) on healthy validation slices; inside the gland for cropped images.
 
 # %%
-stage.measure_models(ctx, list(models), slices, modes)
+stage.measure(ctx, params, slices)
 
 # %%
-fig = stage.figure3(ctx, list(models), stage.figure3_slices(ctx, slices))
-save_figure(fig, ctx.figure("reconstructions_ddpm.png"))
+save_figure(stage.reconstructions(ctx, params, slices), ctx.figure(params.RECONSTRUCTIONS_FIGURE))

@@ -24,6 +24,7 @@
 # slices reconstructed by every model).
 
 # %% tags=["parameters"]
+# FixedPointGANParams in adunet_lib/anomaly_models/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -44,21 +45,22 @@ figure_slices: int = 3  # validation slices in Fig. 3
 
 # %%
 from adunet_lib.anomaly_models import stage
+from adunet_lib.anomaly_models.params import FixedPointGANParams
 from adunet_lib.report.figures import save_figure, save_table
 from adunet_lib.run_folder import RunContext
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
+params = FixedPointGANParams.from_namespace(globals())
+ctx = RunContext.from_params(params)
 cases, slices = ctx.tables()
-settings = stage.settings_from(iterations, batch_size, checkpoint_every, seed)
-settings
+stage.train_settings(params)
 
 # %% [markdown]
 # ## Train
 # Every model named in `models`, each with its own hyperparameters, on the same budget.
 
 # %%
-trained = stage.train_models(ctx, models, slices, channels, modes, settings)
-for name in models:
+trained = stage.run(ctx, params)
+for name in stage.chosen_models(params):
     save_figure(stage.loss_figure(ctx, name), ctx.figure(f"losses_{name}.png"))
 trained
 
@@ -67,7 +69,7 @@ trained
 # SSIM and PSNR (data range 1) on healthy validation slices; inside the gland for cropped images.
 
 # %%
-stage.measure_models(ctx, list(models), slices, modes)
+stage.measure(ctx, params, slices)
 
 # %% [markdown]
 # ## The held-out test of the best model
@@ -94,5 +96,4 @@ table
 # ## Fig. 3 — the same slices, every model
 
 # %%
-fig = stage.figure3(ctx, None, stage.figure3_slices(ctx, slices, figure_slices))
-save_figure(fig, ctx.figure("fig3_reconstructions.png"))
+save_figure(stage.figure3_of(ctx, params, slices), ctx.figure("fig3_reconstructions.png"))

@@ -23,6 +23,7 @@
 # Beyond the paper: how good are the maps, voxel by voxel, against the lesion masks?
 
 # %% tags=["parameters"]
+# MapsParams in adunet_lib/anomaly_maps/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -41,21 +42,21 @@ fig4_patients: int = 4  # patients in Fig. 4
 # %%
 from adunet_lib.anomaly_maps import stage
 from adunet_lib.anomaly_maps.maps import case_overlays
+from adunet_lib.anomaly_maps.params import MapsParams
 from adunet_lib.report.figures import save_figure, save_table
 from adunet_lib.report.viewer import case_viewer
 from adunet_lib.run_folder import RunContext
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
+params = MapsParams.from_namespace(globals())
+ctx = RunContext.from_params(params)
 cases, slices = ctx.tables()
-models = models or stage.map_models(ctx)
-print("maps from:", models)
 
 # %% [markdown]
 # ## Maps for every case
 
 # %%
-done = stage.generate_maps(ctx, models, cases, blur_kernel)
-done.groupby(["model", "set"]).size()
+maps = stage.run(ctx, params)
+maps.made.groupby(["model", "set"]).size()
 
 # %% [markdown]
 # ## Map quality against the lesion masks
@@ -63,7 +64,7 @@ done.groupby(["model", "set"]).size()
 # and applied unchanged to the external test cases.
 
 # %%
-quality = stage.map_quality(ctx, models, cases)
+quality = stage.map_quality(ctx, maps.models, cases)
 save_table(quality, ctx.figure("map_quality.csv"))
 quality.pivot_table(index=["model", "sequence"], columns=["set", "zone"], values="auroc").round(3)
 
@@ -71,14 +72,13 @@ quality.pivot_table(index=["model", "sequence"], columns=["set", "zone"], values
 # ## Fig. 4
 
 # %%
-shown = [m for m in fig4_models if m in models] or models[:2]
-save_figure(stage.figure4(ctx, cases, slices, shown, blur_kernel, fig4_patients), ctx.figure("fig4_anomaly_maps.png"))
+save_figure(stage.figure4_of(ctx, params, maps, cases, slices), ctx.figure("fig4_anomaly_maps.png"))
 
 # %% [markdown]
 # ## Browse a case with its anomaly map (ADC map shown)
 
 # %%
 case = stage.viewer_case(cases)
-volumes, overlays = case_overlays(ctx, shown[0], case["set"], case["case_id"])
-case_viewer(volumes, overlays, interactive=interactive, title=f"{case['case_id']} ({shown[0]})",
+volumes, overlays = case_overlays(ctx, maps.shown[0], case["set"], case["case_id"])
+case_viewer(volumes, overlays, interactive=ctx.interactive, title=f"{case['case_id']} ({maps.shown[0]})",
             save_to=ctx.figure("viewer_anomaly_maps.png"))

@@ -27,6 +27,7 @@
 # becomes each dataset's `splits_final.json`. Softmax outputs become PI-CAI detection maps on each case's T2W grid.
 
 # %% tags=["parameters"]
+# SegmentationParams in adunet_lib/segmentation/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -48,7 +49,7 @@ val_iterations_per_epoch: int = 2  # 0 → nnU-Net's default (50)
 folds: list = [0]  # folds to train; fold 0's validation cases → the internal validation set
 batch_size: int = 6  # 0 → nnU-Net's planned batch size
 mirroring: bool = False  # test-time mirroring (nnU-Net default and paper: True)
-base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + the variant's place in the vocabulary (0..5)
+base_dataset_id: int = 500  # nnU-Net dataset ids base_dataset_id + the variant's dataset_offset (0..5)
 keep_softmax: bool = False  # also write <case>_softmax.mha next to each detection map
 num_gpus: int = 1  # GPUs per nnU-Net training, data-parallel as nnU-Net's own -num_gpus (needs device: cuda)
 map_normalisation: str = "noNorm"  # nnU-Net normalisation of the map channels: noNorm (maps share one scale), zscore, CT, rescale_to_0_1
@@ -59,24 +60,18 @@ lesion_threshold: str = "dynamic-fast"  # detection-map candidates: dynamic-fast
 # %%
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import stage
-from adunet_lib.vocabulary import table_variants
+from adunet_lib.segmentation.params import SegmentationParams
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
-cases, slices = ctx.tables()
-settings = stage.SegmentationSettings.from_params(
-    configuration=configuration, target_spacing=target_spacing, epochs=epochs, iterations_per_epoch=iterations_per_epoch,
-    val_iterations_per_epoch=val_iterations_per_epoch, folds=folds, batch_size=batch_size, mirroring=mirroring,
-    base_dataset_id=base_dataset_id, keep_softmax=keep_softmax, seed=seed, map_normalisation=map_normalisation,
-    num_gpus=num_gpus, loss=loss, checkpoint=checkpoint, lesion_threshold=lesion_threshold)
-settings
+params = SegmentationParams.from_namespace(globals())
+ctx = RunContext.from_params(params)
+stage.settings_for(params)
 
 # %% [markdown]
 # ## Train and predict every variant
 # Each step is skipped when its outputs exist for the same inputs and settings, so a re-run resumes.
 
 # %%
-variants = table_variants(variants, oracle_row, (internal_data, external_data))
-timings = stage.run_all(ctx, variants, cases, map_model, settings)
+timings = stage.run(ctx, params)
 timings.round(1)
 
 # %% [markdown]

@@ -22,6 +22,7 @@
 # The variants and the map model are the ones notebook 06 ran (its record in the run folder).
 
 # %% tags=["parameters"]
+# EvaluationParams in adunet_lib/evaluation/params.py: change parameters there, then python -m adunet_lib.runner.params --sync
 # --- common: every notebook declares these ---
 run_dir: str = "runs/demo"  # run folder (relative paths are taken from the project root)
 figure_dir: str = "figures/demo"  # where tables and figures of this params file go
@@ -40,13 +41,15 @@ from IPython.display import Markdown
 
 from adunet_lib.anomaly_models.stage import table1
 from adunet_lib.evaluation import stage
+from adunet_lib.evaluation.params import EvaluationParams
 from adunet_lib.fileio import write_text
 from adunet_lib.report.figures import save_figure, save_table
 from adunet_lib.report.summary import write_summary
 from adunet_lib.report.viewer import case_viewer
 from adunet_lib.run_folder import RunContext
 
-ctx = RunContext.create(run_dir, figure_dir, seed=seed, data_seed=data_seed, device=device, interactive=interactive)
+params = EvaluationParams.from_namespace(globals())
+ctx = RunContext.from_params(params)
 cases, slices = ctx.tables()
 variants, map_model = stage.segmentation_run(ctx)
 print("variants:", variants, "— maps from:", map_model)
@@ -56,16 +59,16 @@ print("variants:", variants, "— maps from:", map_model)
 
 # %%
 results = stage.evaluate_all(ctx, variants, cases)
-table, differences = stage.table2(results, n_bootstrap, ctx.data_seed)
+table, differences = stage.table2(results, params.n_bootstrap, ctx.data_seed)
 save_table(table, ctx.figure("table2.csv"))
-write_text(ctx.figure("table2.md"), stage.table2_markdown(table, n_bootstrap))
+write_text(ctx.figure("table2.md"), stage.table2_markdown(table, params.n_bootstrap))
 table[["set", "Model", "auroc", "ap", "score", "score_lo", "score_hi"]].round(4)
 
 # %% [markdown]
 # ## Table II
 
 # %%
-Markdown(stage.table2_markdown(table, n_bootstrap))
+Markdown(stage.table2_markdown(table, params.n_bootstrap))
 
 # %% [markdown]
 # ## ROC and precision–recall curves; differences vs the baseline
@@ -83,12 +86,12 @@ differences.round(4)
 
 # %%
 case_id, best, volumes, overlays = stage.viewer_overlays(ctx, cases, table, map_model, results)
-case_viewer(volumes, overlays, interactive=interactive, title=f"{case_id} — {best}",
+case_viewer(volumes, overlays, interactive=ctx.interactive, title=f"{case_id} — {best}",
             save_to=ctx.figure("viewer_evaluation.png"))
 
 # %% [markdown]
 # ## Run summary
 
 # %%
-path = write_summary(ctx, params_name or ctx.run_dir.name, table, cases, table1(ctx))
+path = write_summary(ctx, params.params_name or ctx.run_dir.name, table, cases, table1(ctx))
 Markdown(path.read_text(encoding="utf-8"))

@@ -98,12 +98,13 @@ def test_the_run_folder_holds_what_the_layout_lists_and_nothing_else(smoke_serie
 @pytest.mark.slow
 def test_a_fifth_model_added_the_readme_way_is_trained_tabled_drawn_and_mapped(smoke_series):
     """The dummy model lives outside the package (tests/plugins); params name it in notebook 02's block."""
+    from adunet_lib.anomaly_models.registry import trained_models
     from adunet_lib.anomaly_models.stage import figure3, figure3_slices
     from adunet_lib.run_folder import RunContext
 
     run, figures, _ = smoke_series
     ctx = RunContext(run, figures)
-    assert ctx.trained_models() == ["dense_ae", "spatial_ae", "ddpm", "fpgan", DUMMY_MODEL]
+    assert trained_models(ctx) == ["dense_ae", "spatial_ae", "ddpm", "fpgan", DUMMY_MODEL]
     table1 = pd.read_csv(figures / "table1.csv")
     dummy = table1[table1["method"] == "Dummy Smoother"]
     assert set(dummy["block"]) == {"Full images", "Cropped images"} and len(dummy) == 6
@@ -123,6 +124,7 @@ def test_a_fifth_model_added_the_readme_way_is_trained_tabled_drawn_and_mapped(s
 def test_notebooks_02_to_07_finished_with_the_source_data_moved_away(smoke_series):
     """The shared smoke series moved its data folder away after notebook 01 (see conftest)."""
     from adunet_lib.data.image import read_image
+    from adunet_lib.preprocessing.pipeline import PreprocessedCase
     from adunet_lib.run_folder import RunContext
 
     run, figures, timings = smoke_series
@@ -135,5 +137,5 @@ def test_notebooks_02_to_07_finished_with_the_source_data_moved_away(smoke_serie
         assert (folder / "lesion.mha").is_file() == bool(row["labeled"])
         # the copies keep the T2W grid exactly (double precision), so maps and detections line up
         t2w = read_image(folder / "t2w.mha").geometry
-        assert t2w == ctx.preprocessed_case(row["set"], row["case_id"]).t2w_geometry
+        assert t2w == PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).t2w_geometry
     assert (figures / "table2.csv").is_file()

@@ -195,8 +195,10 @@ def test_nnunet_num_gpus_reaches_the_training_step_and_a_run_moved_to_more_gpus_
 
     ctx = RunContext.create(tmp_path / "run", tmp_path / "figures")
     one, four = SegmentationSettings(folds=(0, 1)), SegmentationSettings(folds=(0, 1), num_gpus=4)
+    from adunet_lib.nnunet_seam import TrainRequest
+
     steps = training_steps(ctx, 500, "Dataset500_x", four)
-    assert [s["num_gpus"] for s in steps if s["command"] == "train"] == [4, 4]
+    assert [s.num_gpus for s in steps if isinstance(s, TrainRequest)] == [4, 4]
     cases = pd.DataFrame({"case_id": ["a", "b"], "set": ["internal", "internal"], "fold": [0, 1]})
     assert _fingerprint(ctx, variant("baseline"), "", cases, one) == _fingerprint(ctx, variant("baseline"), "", cases, four)
     assert _fingerprint(ctx, variant("baseline"), "", cases, one) != _fingerprint(

@@ -96,11 +96,12 @@ def test_the_oracle_names_the_case_that_has_no_twin(tiny_run):
 
     from adunet_lib.anomaly_models.inference import pseudo_healthy
     from adunet_lib.errors import AdunetError
+    from adunet_lib.preprocessing.pipeline import PreprocessedCase
     from adunet_lib.vocabulary import ORACLE
 
     ctx, tables = tiny_run
     row = tables.cases.iloc[0]
-    pre = dataclasses.replace(ctx.preprocessed_case(row["set"], row["case_id"]), case_id="real_0001")
+    pre = dataclasses.replace(PreprocessedCase.from_run(ctx, row["set"], row["case_id"]), case_id="real_0001")
     with pytest.raises(AdunetError, match="case real_0001: the oracle needs the phantom's lesion-free twin"):
         pseudo_healthy(ctx, ORACLE, pre)
 

@@ -7,8 +7,9 @@ from conftest import make_image
 from scipy.ndimage import binary_dilation
 
 from adunet_lib.data import load_case, open_dataset, read_picai
+from adunet_lib.data.image import resample_to
 from adunet_lib.errors import AdunetError, CaseError
-from adunet_lib.preprocessing.geometry import CropBox, crop, gland_box, resample_to, slice_grid, uncrop
+from adunet_lib.preprocessing.geometry import CropBox, crop, gland_box, slice_grid, uncrop
 from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, preprocess_case,
                                                preprocess_dataset, slice_table)
 

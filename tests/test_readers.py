@@ -47,7 +47,7 @@ def test_synthetic_cohort_goes_through_the_picai_reader(synth_internal):
 
 def _as_prostate158(cohort, out):
     """Rewrite synthetic PI-CAI cases into the Prostate158 layout (1 = TZ, 2 = PZ; tumour on ADC grid)."""
-    from adunet_lib.preprocessing.geometry import resample_to
+    from adunet_lib.data.image import resample_to
 
     ds = read_picai(cohort)
     rows = []

@@ -171,6 +171,7 @@ def test_leak_free_maps_come_from_models_blind_to_the_case(smoke_series):
     trained without its part, and every map set records it."""
     import json
 
+    from adunet_lib.anomaly_models.registry import trained_models
     from adunet_lib.run_folder import RunContext
 
     run, figures, _ = smoke_series
@@ -179,7 +180,7 @@ def test_leak_free_maps_come_from_models_blind_to_the_case(smoke_series):
     train = cases[(cases["set"] == "internal") & (cases["split"] == "train")]
     assert sorted(train["map_part"].unique()) == [0, 1] and (cases.loc[cases["split"] != "train", "map_part"] == -1).all()
     assert train.groupby("patient_id")["map_part"].nunique().max() == 1
-    for model in ctx.trained_models():
+    for model in trained_models(ctx):
         record = json.loads(ctx.map_record(model).read_text(encoding="utf-8"))
         assert record["leak_free"] is True and record["seen_by_model"] == [], model
         for part in (0, 1):

@@ -4,7 +4,7 @@ import numpy as np
 
 from adunet_lib.data import load_case, open_dataset
 from adunet_lib.data.synthetic import synthesize_case, SITES
-from adunet_lib.preprocessing.geometry import resample_to
+from adunet_lib.data.image import resample_to
 
 
 def _contrasts(cohort):

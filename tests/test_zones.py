@@ -135,6 +135,7 @@ def test_predict_without_masks_on_the_real_px0218_study(smoke_series, realdata, 
     assert 5 <= gland_ml <= 500
     record = json.loads((out / "px0218_0218_prediction.json").read_text(encoding="utf-8"))
     assert record["zones"].startswith("predicted by the run's zone model") and record["zone_mask"].endswith("_zones.nii.gz")
+    assert record["gland_model"] == "run"  # the smoke run's zone model also learnt from real studies: auto keeps it
 
     alone = tmp_path / "zones_only"
     only = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "zones", images[0], "--run", str(run), "--out", str(alone)],
@@ -168,9 +169,10 @@ def test_an_implausible_predicted_gland_is_one_line_and_leaves_nothing(smoke_ser
     # a run without a zone model says what to do instead
     bare = tmp_path / "bare_run"
     bare.mkdir()
-    none = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "zones", str(t2w), "--run", str(bare), "--out", str(out)],
-                          capture_output=True, text=True, encoding="utf-8", errors="replace")
+    none = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "zones", str(t2w), "--run", str(bare), "--out", str(out),
+                           "--gland-model", "run"], capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert none.returncode == 2 and "has no zone model" in none.stderr and "--gland" in none.stderr
+    assert '".[gland]"' in none.stderr  # and the pretrained gland model, the other way out
 
 
 def test_a_zone_training_set_without_zonal_masks_is_refused(tmp_path):
@@ -182,3 +184,36 @@ def test_a_zone_training_set_without_zonal_masks_is_refused(tmp_path):
     with pytest.raises(AdunetError, match="no case with a zonal"):
         open_extra(str(path))
 
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_predict_on_px0218_through_the_pretrained_gland(smoke_series, realdata, tmp_path, monkeypatch, capsys):
+    """No mask, ``--gland-model pretrained``: a detection map on px0218's T2W grid, the gland beside it, and
+    the JSON says which gland was used. The suite runs the real model once (tests/test_pretrained_gland.py,
+    on a labelled study); here a stand-in gland (a 40 × 40 × 30 mm box at the image centre) takes its
+    place, and benchmarks/bench_pretrained_gland.py --predict RUN runs this with the real model."""
+    from adunet_lib.cli import main
+    from adunet_lib.zones import pretrained
+
+    def stand_in(t2w, case_id, where, min_ml, max_ml, device, log):
+        mask = np.zeros(t2w.shape, np.uint8)
+        half = [int(round(mm / 2 / s)) for mm, s in zip((30, 40, 40), t2w.spacing[::-1])]
+        centre = [n // 2 for n in t2w.shape]
+        mask[tuple(slice(c - h, c + h) for c, h in zip(centre, half))] = 1
+        return pretrained.GlandResult(Image(mask, t2w.geometry), 48.0, 1.0, (), "pretrained gland (lavlab-taps stand-in)")
+
+    monkeypatch.setattr(pretrained, "pretrained_gland", stand_in)
+    run, _, _ = smoke_series
+    folder = realdata / "images" / "px0218"
+    images = [str(folder / f"px0218_0218_{s}.mha") for s in ("t2w", "adc", "hbv")]
+    out = tmp_path / "px0218"
+    code = main(["predict", *images, "--run", str(run), "--out", str(out), "--gland-model", "pretrained"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    t2w = read_image(images[0])
+    detection = read_image(out / "px0218_0218_detection_map.mha")
+    gland = read_image(out / "px0218_0218_gland.nii.gz")
+    assert detection.geometry == t2w.geometry and gland.geometry.same_as(t2w.geometry)  # NIfTI: float noise
+    record = json.loads((out / "px0218_0218_prediction.json").read_text(encoding="utf-8"))
+    assert record["gland_model"] == "pretrained" and "lavlab-taps" in record["zones"]
+    assert record["zone_mask"].endswith("_gland.nii.gz") and not (out / "px0218_0218_zones.nii.gz").exists()

@@ -53,7 +53,7 @@ def case_maps(pre: PreprocessedCase, reconstructions: np.ndarray, kernel_size: i
 
 def case_overlays(ctx: RunContext, model: str, set_name: str, case_id: str) -> tuple[dict, dict]:
     """Volumes and overlays for the case viewer, on the T2W grid cropped to the gland box."""
-    pre = ctx.preprocessed_case(set_name, case_id)
+    pre = PreprocessedCase.from_run(ctx, set_name, case_id)
     box = pre.box.slices()
     volumes = {seq: ctx.case_image(set_name, case_id, seq).array[box] for seq in SEQUENCES}
     overlays = {"gland": pre.gland_in_box, "anomaly": read_image(ctx.map_file(model, case_id, "adc")).array[box]}

@@ -74,6 +74,8 @@ def quality_table(samples: Iterable[dict]) -> pd.DataFrame:
             if sname != set_name:
                 continue
             values, lesion = np.concatenate(entry["values"]), np.concatenate(entry["lesion"])
+            if set_name == TRAIN and not lesion.any():
+                continue  # a training split without lesion voxels has nothing to score (tiny cohorts)
             threshold = thresholds.get((model, seq, zone), np.nan) if set_name == TEST else None
             q = voxel_quality(values, lesion, threshold)
             if set_name == VAL:

@@ -11,23 +11,26 @@ missing. Maps are seeded per case, so sharded maps are the single run's, byte fo
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from adunet_lib.anomaly_maps.maps import case_maps, slice_maps
+from adunet_lib.anomaly_maps.params import MapsParams
 from adunet_lib.anomaly_maps.quality import quality_table
 from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, reconstruct_stack
 from adunet_lib.anomaly_models.oracle import ZONES as EDIT_ZONES
 from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_files, twin_stack
 from adunet_lib.anomaly_models.data import cases_seen
-from adunet_lib.anomaly_models.registry import display_name, get
+from adunet_lib.anomaly_models.registry import display_name, get, trained_models
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.data.image import read_image, write_image
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import exclusive, read_json, write_json
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.progress import progress
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import CROPPED, EVALUATED_SPLITS, LESION, ORACLE, SEQUENCE_DISPLAY, SEQUENCES, TEST, TRAIN, VAL
@@ -43,7 +46,7 @@ def _parts(cases: pd.DataFrame) -> dict[str, int | None]:
 def map_models(ctx: RunContext) -> list[str]:
     """The models notebook 05 maps by default: every model trained in the run (02–04), then the ``oracle``
     when the run's cohorts are phantoms with lesion-free twins."""
-    return ctx.trained_models() + ([ORACLE] if has_twins(ctx) else [])
+    return trained_models(ctx) + ([ORACLE] if has_twins(ctx) else [])
 
 
 def map_checkpoints(ctx: RunContext, model: str, parts: set) -> list[str]:
@@ -103,7 +106,7 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
             done = (all(ctx.map_file(model, cid, s).is_file() for s in SEQUENCES)
                     and (not twins or ctx.map_edits(model, cid).is_file()))
             if not done:
-                pre = ctx.preprocessed_case(row["set"], cid)
+                pre = PreprocessedCase.from_run(ctx, row["set"], cid)
                 healthy = pseudo_healthy(ctx, model, pre, cache, parts[cid])
                 twin = twin_stack(ctx, pre) if twins else None
                 if twin is not None:  # phantoms: how far G(x) is from the twin, while G(x) is at hand
@@ -123,6 +126,45 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
     return pd.DataFrame(rows)
 
 
+@dataclasses.dataclass(frozen=True)
+class MapSet:
+    """What :func:`run` made: the models mapped, one row per case and model (``reused``: it was
+    there already), and the models Fig. 4 and the viewer show."""
+
+    models: list[str]
+    made: pd.DataFrame
+    shown: list[str]
+
+
+def chosen_models(ctx: RunContext, params: MapsParams, models: Sequence[str] | None = None) -> list[str]:
+    """The models to map: ``models`` (a unit's ``--model``), else the params', else every model trained
+    in the run and the oracle on phantoms; a one-line error when there is none."""
+    chosen = list(models or params.models or map_models(ctx))
+    if not chosen:
+        raise AdunetError(f"{ctx.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
+    return chosen
+
+
+def run(ctx: RunContext, params: MapsParams, models: Sequence[str] | None = None,
+        shard: tuple[int, int] | None = None, show_progress: bool = True,
+        log: Callable[[str], None] = print) -> MapSet:
+    """Notebook 05's and ``adunet run --stage 05``'s entry point: the maps of every case (resumable).
+
+    ``models``/``shard``: a unit's part of the work (see :func:`chosen_models`, :func:`generate_maps`).
+    """
+    chosen = chosen_models(ctx, params, models)
+    log(f"maps from: {chosen}")
+    cases, _ = ctx.tables()
+    made = generate_maps(ctx, chosen, cases, params.blur_kernel, show_progress=show_progress, shard=shard)
+    shown = [m for m in params.fig4_models if m in chosen] or chosen[:2]
+    return MapSet(chosen, made, shown)
+
+
+def figure4_of(ctx: RunContext, params: MapsParams, maps: MapSet, cases: pd.DataFrame, slices: pd.DataFrame):
+    """Fig. 4 of a map set, with the params' kernel and number of patients."""
+    return figure4(ctx, cases, slices, maps.shown, params.blur_kernel, params.fig4_patients)
+
+
 def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, show_progress: bool = True) -> pd.DataFrame:
     """Voxel AUROC / AUPRC / Dice per model, sequence and zone; validation picks the Dice threshold.
 
@@ -132,10 +174,12 @@ def map_quality(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, sho
     labeled = cases[cases["labeled"].astype(bool) & cases["split"].isin([TRAIN, VAL, TEST])]
     truth = {}
     for _, row in progress(list(labeled.iterrows()), desc="lesion masks", unit="case", enabled=show_progress):
-        gland = ctx.preprocessed_case(row["set"], row["case_id"]).gland_on_t2w().array > 0
+        gland = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).gland_on_t2w().array > 0
         lesion = ctx.case_image(row["set"], row["case_id"], "lesion").array
         zones = ctx.case_image(row["set"], row["case_id"], "zones")
-        zones = zones.array if zones is not None else gland.astype(np.uint8)
+        # a case with a gland and no PZ/TZ split (a whole-gland mask, the pretrained gland) counts in the
+        # gland rows only: 0 is neither zone
+        zones = zones.array if zones is not None else np.zeros(gland.shape, np.uint8)
         truth[row["case_id"]] = (row["split"], gland, lesion[gland] > 0, zones[gland])
 
     def samples():
@@ -177,7 +221,7 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
     """The paper's Fig. 4: per patient, rows T2W/ADC/DWI; columns original, reconstructions, maps, lesion."""
     import matplotlib.pyplot as plt
 
-    from adunet_lib.report.figures import show_slice
+    from adunet_lib.plotting import show_slice
 
     candidates = slices[(slices["label"] == LESION) & slices["split"].isin([VAL, TEST])]
     chosen = (candidates.sort_values("lesion_voxels", ascending=False).drop_duplicates("case_id").head(patients))
@@ -185,11 +229,11 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
     fig, axes = plt.subplots(3 * len(chosen), n_cols, figsize=(1.7 * n_cols, 1.7 * 3 * len(chosen)), squeeze=False)
     cache: dict = {}
     for p, (_, row) in enumerate(chosen.iterrows()):
-        st = ctx.preprocessed_case(row["set"], row["case_id"]).stack(CROPPED)
+        st = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).stack(CROPPED)
         k = int(row["slice"])
         images = st.images[:, k:k + 1]
         gland = st.gland[k:k + 1]
-        pre = ctx.preprocessed_case(row["set"], row["case_id"])
+        pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
         recs = {m: (pseudo_healthy(ctx, m, pre)[:, k:k + 1] if m == ORACLE else
                     reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), CROPPED, gland[:, None].astype(np.float32),
                                       cache).transpose(1, 0, 2, 3)) for m in models}

@@ -64,6 +64,8 @@ def load_slices(ctx: RunContext, slices: pd.DataFrame, sequence: str = "all", mo
         mode: ``cropped`` (gland box, masked) or ``full`` (whole field of view).
         splits, sets: keep only these splits / sets.
     """
+    from adunet_lib.preprocessing.pipeline import PreprocessedCase
+
     table = slices
     if splits is not None:
         table = table[table["split"].isin(list(splits))]
@@ -74,7 +76,7 @@ def load_slices(ctx: RunContext, slices: pd.DataFrame, sequence: str = "all", mo
     channels = channels_of(sequence)
     images, masks, lesions, labels, stamps, index = [], [], [], [], [], []
     for (set_name, case_id), rows in table.groupby(["set", "case_id"], sort=False):
-        pre = ctx.preprocessed_case(set_name, case_id)
+        pre = PreprocessedCase.from_run(ctx, set_name, case_id)
         stamps.append(pre.stamp)
         stack = pre.stack(mode)
         k = rows["slice"].to_numpy()

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adunet_lib.anomaly_models.base import ReconstructionModel
-from adunet_lib.vocabulary import ORACLE, ORACLE_DISPLAY
+from adunet_lib.vocabulary import CROPPED, ORACLE, ORACLE_DISPLAY
+
+if TYPE_CHECKING:
+    from adunet_lib.run_folder import RunContext
 
 MODELS: dict[str, type[ReconstructionModel]] = {}
 
@@ -64,6 +67,15 @@ def available() -> list[str]:
     """Names of all registered models, in registration order (the paper's models first)."""
     _load_builtins()
     return list(MODELS)
+
+
+def trained_models(ctx: RunContext, mode: str = CROPPED) -> list[str]:
+    """Models of the run with a complete set of checkpoints for ``mode``, in registry order: the list
+    that Table I, Fig. 3, the maps and map quality use."""
+    if not ctx.models_dir.is_dir():
+        return []
+    present = {p.name for p in ctx.models_dir.iterdir() if p.is_dir()}
+    return [m for m in available() if m in present and ctx.model_checkpoints(m, mode)]
 
 
 def display_name(name: str) -> str:

@@ -19,11 +19,13 @@ import pandas as pd
 from adunet_lib.anomaly_models.data import SliceData, cohort_slices, load_slices, map_parts
 from adunet_lib.anomaly_models.inference import reconstruct_stack
 from adunet_lib.anomaly_models.metrics import reconstruction_table
+from adunet_lib.anomaly_models.params import FixedPointGANParams, TrainingParams
 from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_stack
-from adunet_lib.anomaly_models.registry import available, display_name, get
+from adunet_lib.anomaly_models.registry import available, display_name, get, trained_models
 from adunet_lib.anomaly_models.training import TrainSettings, fit
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import atomic_path
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
 from adunet_lib.vocabulary import (CROPPED, EXTERNAL, FULL, HEALTHY, INTERNAL, LESION, SEQUENCE_DISPLAY, SEQUENCES,
                                    TEST, TRAIN, VAL)
@@ -114,7 +116,7 @@ def lesion_edits(ctx: RunContext, models: Sequence[str], lesion_rows: pd.DataFra
     data = load_slices(ctx, lesion_rows, "all", mode)
     twins = []
     for (set_name, case_id), rows in data.index.groupby(["set", "case_id"], sort=False):
-        twin = twin_stack(ctx, ctx.preprocessed_case(set_name, case_id), mode)
+        twin = twin_stack(ctx, PreprocessedCase.from_run(ctx, set_name, case_id), mode)
         if twin is None:
             return {}
         twins.append(twin[:, rows["slice"].to_numpy()])
@@ -200,7 +202,7 @@ def table1_note(table: pd.DataFrame) -> str:
 def best_model(ctx: RunContext, models: Sequence[str] | None = None) -> str:
     """The model with the highest mean SSIM on cropped validation images (how the paper picked FP-GAN)."""
     scores = {}
-    for m in models if models is not None else ctx.trained_models():
+    for m in models if models is not None else trained_models(ctx):
         frame = _read_metrics(ctx, m)
         if len(frame):
             frame = frame[(frame["mode"] == CROPPED) & (frame["split"] == VAL)]
@@ -214,7 +216,7 @@ def best_model(ctx: RunContext, models: Sequence[str] | None = None) -> str:
 def table1(ctx: RunContext, models: Sequence[str] | None = None) -> pd.DataFrame:
     """The paper's Table I over every model trained in the run (or ``models``): full-image block,
     cropped-image block, held-out test block of the best model."""
-    models = list(models) if models is not None else ctx.trained_models()
+    models = list(models) if models is not None else trained_models(ctx)
     frames = [f for f in (_read_metrics(ctx, m) for m in models) if len(f)]
     if not frames:
         raise AdunetError("no models/<model>/metrics.csv yet: run notebooks 02–04")
@@ -256,9 +258,9 @@ def figure3(ctx: RunContext, models: Sequence[str] | None, data: SliceData, sequ
     run), side by side (rows: slice × sequence)."""
     import matplotlib.pyplot as plt
 
-    from adunet_lib.report.figures import show_slice
+    from adunet_lib.plotting import show_slice
 
-    models = list(models) if models is not None else ctx.trained_models()
+    models = list(models) if models is not None else trained_models(ctx)
     recs = {m: reconstruct_stack(ctx, m, data.images, CROPPED, data.masks) for m in models}
     seqs = range(len(SEQUENCES)) if sequence_index is None else [sequence_index]
     rows = [(i, c) for i in range(len(data)) for c in seqs]
@@ -298,3 +300,45 @@ def settings_from(iterations: int, batch_size: int, checkpoint_every: int, seed:
     return TrainSettings(iterations=iterations, batch_size=batch_size, checkpoint_every=checkpoint_every,
                          log_every=max(1, min(25, iterations // 20 or 1)), seed=seed, healthy_from=healthy_from)
 
+
+def train_settings(params: TrainingParams) -> TrainSettings:
+    """The training budget of a training notebook's parameters (what a model folder's resolved config
+    records: the same settings resume, others retrain)."""
+    return settings_from(params.iterations, params.batch_size, params.checkpoint_every, params.seed)
+
+
+def chosen_models(params: TrainingParams, models: Sequence[str] | None = None) -> dict[str, Any]:
+    """Model → hyperparameters: the params', or those of ``models`` (a unit's ``--model``; each among them)."""
+    chosen = dict(params.models)
+    if models:
+        unknown = [m for m in models if m not in chosen]
+        if unknown:
+            raise ParamsError(f"--model {', '.join(unknown)}: not among notebook {params.NOTEBOOK}'s models "
+                              f"({', '.join(chosen) or 'none'})")
+        chosen = {m: chosen[m] for m in models}
+    return chosen
+
+
+def run(ctx: RunContext, params: TrainingParams, models: Sequence[str] | None = None,
+        show_progress: bool = True) -> pd.DataFrame:
+    """Notebooks 02–04's and ``adunet run --stage 02|03|04``'s entry point: train (or load, or resume)
+    every model of ``params`` (or of ``models``) for every mode and sequence group; see
+    :func:`train_models` for the rows it returns."""
+    _, slices = ctx.tables()
+    return train_models(ctx, chosen_models(params, models), slices, params.channels, params.modes,
+                        train_settings(params), show_progress=show_progress)
+
+
+def measure(ctx: RunContext, params: TrainingParams, slices: pd.DataFrame) -> pd.DataFrame:
+    """SSIM / PSNR of the notebook's models on the validation split, in each of its modes."""
+    return measure_models(ctx, list(params.models), slices, params.modes)
+
+
+def reconstructions(ctx: RunContext, params: TrainingParams, slices: pd.DataFrame):
+    """The notebook's own models on the same validation slices (02, 03: ``RECONSTRUCTIONS_FIGURE``)."""
+    return figure3(ctx, list(params.models), figure3_slices(ctx, slices))
+
+
+def figure3_of(ctx: RunContext, params: FixedPointGANParams, slices: pd.DataFrame):
+    """Fig. 3: every model of the run (02–04) on ``figure_slices`` validation slices (notebook 04)."""
+    return figure3(ctx, None, figure3_slices(ctx, slices, params.figure_slices))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from adunet_lib.data.image import Geometry, Image, read_image
+from adunet_lib.data.image import Geometry, Image, read_image, resample_to
 from adunet_lib.errors import CaseError
 from adunet_lib.vocabulary import SEQUENCES
 #: Lesion labels in PI-CAI are ISUP-based grades 0..5; anything else is a corrupt label.
@@ -139,8 +139,6 @@ class LoadedCase:
         where a case's sequences are brought onto its T2W grid."""
         if sequence == "t2w":
             return self.t2w
-        from adunet_lib.preprocessing.geometry import resample_to
-
         return resample_to(self.images[sequence], self.t2w.geometry, "linear")
 
     @property
@@ -245,8 +243,6 @@ def _label_on_t2w(case: Case, path: Path, t2w: Image, what: str, may_resample: b
         if not may_resample:
             diff = "; ".join(label.geometry.differences(t2w.geometry))
             raise CaseError(case.case_id, path, f"{what} grid differs from the T2W grid ({diff})")
-        from adunet_lib.preprocessing.geometry import resample_to
-
         label = resample_to(label, t2w.geometry, interpolation="nearest")
     # adopt the T2W grid exactly (tolerated ~1e-4 differences in direction cosines would otherwise
     # propagate into every output written next to the T2W image)
@@ -317,7 +313,8 @@ def load_zones(case: Case, t2w: Image) -> tuple[Image | None, Image | None]:
 def missing_mask_error(case: Case) -> CaseError:
     return CaseError(case.case_id, case.expected.get("t2w") or case.images.get("t2w"),
                      "no gland mask (neither zonal_pz_tz nor whole_gland found): cropping needs one — "
-                     "add a mask from a prostate segmentation model (e.g. picai_labels' AI masks)")
+                     "add a mask from a prostate segmentation model (e.g. picai_labels' AI masks), or let one "
+                     "make it (mask_source files_then_predicted / files_then_pretrained)")
 
 
 def warn_lesion_outside_gland(case: Case, lesion: Image | None, gland: Image | None) -> None:

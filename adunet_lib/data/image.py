@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import SimpleITK as sitk
@@ -138,6 +138,39 @@ class Image:
     @classmethod
     def from_sitk(cls, image: sitk.Image) -> Image:
         return cls(sitk.GetArrayFromImage(image), Geometry.of(image))
+
+
+_INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
+
+
+def resample_to(image: Image, reference: Geometry, interpolation: Literal["linear", "nearest", "bspline"] = "linear",
+                default: float = 0.0, antialias: bool = False) -> Image:
+    """Resample ``image`` onto ``reference`` (physical space is matched through origin/direction/spacing).
+
+    Args:
+        image: the image to move.
+        reference: the target grid.
+        interpolation: ``linear`` for intensities, ``nearest`` for labels.
+        default: value outside the source field of view.
+        antialias: Gaussian pre-filter where the target is coarser than the source (intensities only).
+
+    Example:
+        >>> adc_on_t2w = resample_to(adc, t2w.geometry)  # doctest: +SKIP
+    """
+    src = image.to_sitk()
+    if interpolation == "nearest":
+        out_type = src.GetPixelID()
+    else:
+        src = sitk.Cast(src, sitk.sitkFloat32)
+        out_type = sitk.sitkFloat32
+        if antialias:
+            ratio = np.asarray(reference.spacing) / np.asarray(image.spacing)
+            sigma = [0.5 * s * float(np.sqrt(max(r * r - 1.0, 0.0))) for s, r in zip(image.spacing, ratio)]
+            if any(v > 0 for v in sigma):
+                src = sitk.SmoothingRecursiveGaussian(src, [max(v, 1e-3) if v > 0 else 1e-3 for v in sigma])
+    ref = reference.empty()
+    out = sitk.Resample(src, ref, sitk.Transform(), _INTERPOLATORS[interpolation], float(default), out_type)
+    return Image.from_sitk(out)
 
 
 #: ITK picks a reader by the file's extension in lower case only; an export's ``.MHA`` needs it named.

@@ -1,6 +1,7 @@
 """Dataset readers: PI-CAI layout, Prostate158 layout and a plain CSV manifest.
 
-All three return a :class:`Dataset` of :class:`~adunet_lib.data.case.Case` objects. Readers only
+Each layout is registered in :mod:`adunet_lib.data.layouts` (the built-in ones in
+:mod:`adunet_lib.data.builtin_layouts`), which is how :func:`open_dataset` detects it. All three return a :class:`Dataset` of :class:`~adunet_lib.data.case.Case` objects. Readers only
 *find* files (fast, no voxels read); :func:`~adunet_lib.data.case.load_case` validates content.
 Nothing under a dataset's root is skipped silently: each reader records the files it uses and why it
 passes over others, and every remaining file is listed in :attr:`Dataset.unused` (``adunet check``
@@ -17,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from adunet_lib.data import layouts
 from adunet_lib.data.case import SEQUENCES, Case
 from adunet_lib.errors import DatasetError
 
@@ -103,13 +105,13 @@ def _strip_suffix(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _make_dataset(name: str, root: Path, layout: str, cases: list[Case], where: str,
-                  warnings: list[str] | None = None, *, used: Iterable[Path] = (),
-                  why: Mapping[Path, str] | None = None, default_why: str = "",
-                  remarks: Iterable[str] = ()) -> Dataset:
+def make_dataset(name: str, root: Path, layout: str, cases: list[Case], where: str,
+                 warnings: list[str] | None = None, *, used: Iterable[Path] = (),
+                 why: Mapping[Path, str] | None = None, default_why: str = "",
+                 remarks: Iterable[str] = ()) -> Dataset:
     """The :class:`Dataset`, once case ids are unique and :func:`_survey` has sorted every file under
     ``root`` into used (``used``, or a folder of it), unused (why: ``why`` of the file or its nearest
-    folder, else ``default_why``) and hidden."""
+    folder, else ``default_why``) and hidden. Every reader (a registered layout's too) ends with it."""
     seen: dict[str, int] = defaultdict(int)
     for case in cases:
         seen[case.case_id] += 1
@@ -385,9 +387,9 @@ def read_picai(root: str | Path, labels_dir: str | Path | None = None, zonal_sou
         ))
     remarks = [f"{len(not_lower)} image(s) named in upper case (e.g. {not_lower[0].name}, as a Windows export writes "
                f"them) read as their lower-case PI-CAI names"] if not_lower else []
-    return _make_dataset(root.name, root, "picai", cases, str(images_dir), warnings, used=used, why=why,
-                         default_why="not part of the PI-CAI layout (images/<patient>/, picai_labels/)",
-                         remarks=remarks)
+    return make_dataset(root.name, root, "picai", cases, str(images_dir), warnings, used=used, why=why,
+                        default_why="not part of the PI-CAI layout (images/<patient>/, picai_labels/)",
+                        remarks=remarks)
 
 
 def _picai_stray(path: Path, patient: str) -> str:
@@ -477,8 +479,8 @@ def read_prostate158(root: str | Path, splits: tuple[str, ...] = ("train", "vali
             lesion_source=source,
             negative_without_lesion=lesion is None,
         ))
-    return _make_dataset(root.name, root, "prostate158", cases, str(root), used=used, why=why,
-                         default_why="not part of the Prostate158 layout (train/valid/test.csv and their case folders)")
+    return make_dataset(root.name, root, "prostate158", cases, str(root), used=used, why=why,
+                        default_why="not part of the Prostate158 layout (train/valid/test.csv and their case folders)")
 
 
 def _p158_case_files(folder: Path, why: dict[Path, str]) -> list[Path]:
@@ -564,23 +566,18 @@ def read_manifest(path: str | Path, site: str = "") -> Dataset:
             empty_cspca_cell=f"{path}: line {line}" if "cspca" in header and cspca is None else "",
             lesion_pirads=_parse_pirads(row["pirads"], f"{path}: line {line}", "pirads") if "pirads" in header else None,
         ))
-    return _make_dataset(path.stem, root, "manifest", cases, str(path), used=used,
-                         default_why=f"not listed in {path.name}")
+    return make_dataset(path.stem, root, "manifest", cases, str(path), used=used,
+                        default_why=f"not listed in {path.name}")
 
 
 def open_dataset(path: str | Path, site: str | None = None,
-                 lesion_sources: tuple[str, ...] = PICAI_LESION_SOURCES) -> Dataset:
-    """Open a dataset, detecting its layout: a ``.csv`` manifest, a PI-CAI folder (``images/``) or
-    a Prostate158 folder (``train.csv`` / case folders with ``t2.nii.gz``). ``lesion_sources``: the
-    picai_labels lesion sources, in order of preference."""
+                 lesion_sources: tuple[str, ...] | None = None) -> Dataset:
+    """Open a dataset, detecting its layout from the layout registry (:mod:`adunet_lib.data.layouts`):
+    the first registered layout that recognises ``path`` reads it — built in, in this order, a PI-CAI
+    folder (``images/``), a Prostate158 folder (``train.csv`` / case folders with ``t2.nii.gz``) or a
+    ``.csv`` manifest. ``lesion_sources``: the picai_labels lesion sources, in order of preference
+    (None: :data:`PICAI_LESION_SOURCES`)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: dataset not found")
-    if path.is_file() and path.suffix == ".csv":
-        return read_manifest(path, site=site or "")
-    if (path / "images").is_dir():
-        return read_picai(path, site=site or path.name, lesion_sources=tuple(lesion_sources))
-    if any((path / f"{s}.csv").is_file() for s in ("train", "valid", "test")) or any(path.rglob("t2.nii.gz")):
-        return read_prostate158(path, site=site or path.name)
-    raise DatasetError(f"{path}: unknown dataset layout (expected a manifest .csv, a PI-CAI folder with images/, "
-                       "or a Prostate158 folder)")
+    return layouts.detect(path).read(path, site=site, lesion_sources=lesion_sources)

@@ -38,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from adunet_lib.data.image import Geometry, Image, write_image
+from adunet_lib.data import layouts
+from adunet_lib.data.image import Geometry, Image, resample_to, write_image
+from adunet_lib.errors import DatasetError
 from adunet_lib.progress import progress
 from adunet_lib.fileio import atomic_path, write_json
 
@@ -375,14 +377,21 @@ def synthesize_case(index: int, seed: int, cfg: SynthConfig) -> dict[str, Any]:
     }
 
 
-LAYOUTS = ("picai", "prostate158", "manifest")
+def __getattr__(name: str) -> Any:
+    """``LAYOUTS``: the layouts a synthetic cohort can be written in, from the layout registry
+    (:func:`adunet_lib.data.layouts.synthetic_layouts`; the built-in picai, prostate158, manifest first)."""
+    if name == "LAYOUTS":
+        return tuple(layouts.synthetic_layouts())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "internal",
                       config: SynthConfig | None = None, show_progress: bool = True, layout: str = "picai",
                       without_masks: int = 0, twins: str | Path | None = None) -> Path:
-    """Write ``cases`` synthetic studies under ``out`` in a real dataset's layout; returns what
-    :func:`~adunet_lib.data.readers.open_dataset` opens (the folder, or the manifest file).
+    """Write ``cases`` synthetic studies under ``out`` in a registered dataset layout (its
+    :meth:`~adunet_lib.data.layouts.Layout.writer`); returns what
+    :func:`~adunet_lib.data.readers.open_dataset` opens (the folder, or the manifest file). The
+    built-in layouts:
 
     - ``picai``: ``images/<pid>/<pid>_<sid>_{t2w,adc,hbv}.mha`` and a ``picai_labels`` tree as the real
       one: every sixth study is a second study of the previous patient; csPCa lesions are delineated
@@ -411,8 +420,10 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
     """
     if site not in SITES and config is None:
         raise ValueError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    spec = layouts.get(layout)
+    if not spec.writes_synthetic:
+        raise DatasetError(f"layout {layout!r} has no synthetic writer; choose one of "
+                           f"{', '.join(layouts.synthetic_layouts())}")
     cfg = config or SITES[site]
     out = Path(out)
     if without_masks < 0:
@@ -421,7 +432,7 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
     if without_masks:
         settings["without_masks"] = without_masks
     meta_path = out / "synth.json"
-    entry = out / "manifest.csv" if layout == "manifest" else out
+    entry = out / spec.synthetic_entry if spec.synthetic_entry else out
     twins = Path(twins) if twins is not None else None
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -429,7 +440,7 @@ def synthesize_cohort(out: str | Path, cases: int, seed: int = 0, site: str = "i
                 twins is None or all((twins / cid / f"{seq}.mha").is_file() for cid in meta.get("cases", {})
                                      for seq in ("t2w", "adc", "hbv"))):
             return entry
-    writer = {"picai": _PicaiWriter, "prostate158": _Prostate158Writer, "manifest": _ManifestWriter}[layout](out, cfg)
+    writer = spec.writer(out, cfg)
     facts = {}
     for i in progress(range(cases), desc=f"synth {site}", enabled=show_progress, unit="case"):
         data = synthesize_case(i, seed, cfg)
@@ -473,7 +484,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> No
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-class _PicaiWriter:
+class PicaiWriter:
     def __init__(self, out: Path, cfg: SynthConfig):
         self.out, self.cfg, self.rows, self.pid, self.positives = out, cfg, [], "", 0
 
@@ -514,7 +525,7 @@ class _PicaiWriter:
                                                      "case_csPCa", "center"])
 
 
-class _Prostate158Writer:
+class Prostate158Writer:
     SPLITS = ("train", "valid", "test")
     COLUMNS = ["ID", "t2", "adc", "dwi", "t2_anatomy_reader1", "adc_tumor_reader1"]
 
@@ -522,8 +533,6 @@ class _Prostate158Writer:
         self.out, self.cfg, self.rows = out, cfg, {s: [] for s in self.SPLITS}
 
     def write(self, i: int, data: dict[str, Any]) -> str:
-        from adunet_lib.preprocessing.geometry import resample_to
-
         case_id = f"{i + 1:03d}"
         split = self.SPLITS[i % 3]
         rel = Path(split) / case_id
@@ -548,7 +557,7 @@ class _Prostate158Writer:
             _write_csv(self.out / f"{split}.csv", rows, self.COLUMNS)
 
 
-class _ManifestWriter:
+class ManifestWriter:
     COLUMNS = ["case_id", "patient_id", "t2w", "adc", "hbv", "lesion", "zones", "cspca"]
 
     def __init__(self, out: Path, cfg: SynthConfig):

@@ -183,11 +183,12 @@ def viewer_overlays(ctx: RunContext, cases: pd.DataFrame, table: pd.DataFrame, m
     the most lesion slices, with the map model's ADC map and the best variant's detection map."""
     from adunet_lib.anomaly_maps.maps import case_overlays
     from adunet_lib.data.image import read_image
+    from adunet_lib.preprocessing.pipeline import PreprocessedCase
 
     split = TEST if TEST in results else VAL
     row = cases[cases["split"] == split].sort_values("lesion_slices", ascending=False).iloc[0]
     volumes, overlays = case_overlays(ctx, map_model, row["set"], row["case_id"])
     best = table[table["set"] == SETS[split]].sort_values("score").iloc[-1]["model"]
-    box = ctx.preprocessed_case(row["set"], row["case_id"]).box.slices()
+    box = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).box.slices()
     overlays["detection"] = read_image(ctx.detection_map(best, split, row["case_id"])).array[box]
     return row["case_id"], best, volumes, overlays

@@ -1,9 +1,10 @@
-"""Resampling and invertible crops. Geometry travels with the voxels (:class:`Image`).
+"""Invertible crops and reorientation. Geometry travels with the voxels (:class:`Image`; resampling
+lives with that type: :func:`~adunet_lib.data.image.resample_to`).
 
 A crop is a :class:`CropBox`: an index range on a reference grid (the case's T2W grid). Cropping
 copies voxels and moves the origin; :func:`uncrop` pastes them back, so crop → uncrop is exact.
 Model grids (fixed ``S × S`` slices) are ordinary :class:`Geometry` objects over the same physical
-box, so going back to the original T2W domain is a plain :func:`resample_to`.
+box, so going back to the original T2W domain is a plain :func:`~adunet_lib.data.image.resample_to`.
 
 Before a case is cropped, its images are reoriented (:func:`reorient`: axes permuted / flipped, no
 interpolation) to one anatomical orientation, :data:`CANONICAL_ORIENTATION`, so the crop and the
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
 from adunet_lib.data.image import Geometry, Image
-
-_INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
 
 #: The anatomical orientation every study is brought to before it is cropped and sliced, in DICOM
 #: letters (where each index axis points: x → Left, y → Posterior, z → Superior). It is ITK's
@@ -35,36 +34,6 @@ _ANATOMICAL_AXIS = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}
 
 class CropError(ValueError):
     """The crop box cannot be placed in the image (e.g. the image is smaller than the box)."""
-
-
-def resample_to(image: Image, reference: Geometry, interpolation: Literal["linear", "nearest", "bspline"] = "linear",
-                default: float = 0.0, antialias: bool = False) -> Image:
-    """Resample ``image`` onto ``reference`` (physical space is matched through origin/direction/spacing).
-
-    Args:
-        image: the image to move.
-        reference: the target grid.
-        interpolation: ``linear`` for intensities, ``nearest`` for labels.
-        default: value outside the source field of view.
-        antialias: Gaussian pre-filter where the target is coarser than the source (intensities only).
-
-    Example:
-        >>> adc_on_t2w = resample_to(adc, t2w.geometry)  # doctest: +SKIP
-    """
-    src = image.to_sitk()
-    if interpolation == "nearest":
-        out_type = src.GetPixelID()
-    else:
-        src = sitk.Cast(src, sitk.sitkFloat32)
-        out_type = sitk.sitkFloat32
-        if antialias:
-            ratio = np.asarray(reference.spacing) / np.asarray(image.spacing)
-            sigma = [0.5 * s * float(np.sqrt(max(r * r - 1.0, 0.0))) for s, r in zip(image.spacing, ratio)]
-            if any(v > 0 for v in sigma):
-                src = sitk.SmoothingRecursiveGaussian(src, [max(v, 1e-3) if v > 0 else 1e-3 for v in sigma])
-    ref = reference.empty()
-    out = sitk.Resample(src, ref, sitk.Transform(), _INTERPOLATORS[interpolation], float(default), out_type)
-    return Image.from_sitk(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +127,8 @@ def gland_box(gland: Image, margin_mm: float = 10.0, square: bool = True, z_marg
 def slice_grid(box: CropBox, size: int) -> Geometry:
     """A grid over the same physical box with ``size × size`` voxels per slice and the box's slices.
 
-    This is the grid the 2D models work on; :func:`resample_to` to ``box.reference`` undoes it.
+    This is the grid the 2D models work on; :func:`~adunet_lib.data.image.resample_to` to ``box.reference``
+    undoes it.
     """
     geo = box.geometry
     extent = np.asarray(geo.size[:2], float) * np.asarray(geo.spacing[:2])

@@ -26,13 +26,14 @@ import pandas as pd
 
 from adunet_lib.cache import file_key, fingerprint
 from adunet_lib.data.case import Case, LoadedCase, load_case, missing_mask_error
-from adunet_lib.data.image import Geometry, Image, write_image
+from adunet_lib.data.image import Geometry, Image, resample_to, write_image
 from adunet_lib.errors import AdunetError, CaseError
 from adunet_lib.fileio import atomic_path, read_json, write_json
 from adunet_lib.preprocessing.geometry import (CANONICAL_ORIENTATION, CropBox, CropError, box_onto,
                                                canonical_geometry, full_box, gland_box, reorient, reorient_onto,
-                                               resample_to, slice_grid, uncrop)
+                                               slice_grid, uncrop)
 from adunet_lib.progress import progress
+from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
 from adunet_lib.vocabulary import CROPPED, FULL, HEALTHY, LESION, MODES, SEQUENCES, UNKNOWN
 
 
@@ -225,6 +226,11 @@ class PreprocessedCase:
             inputs=meta.get("inputs", {}),
         )
 
+    @classmethod
+    def from_run(cls, ctx: RunContext, set_name: str, case_id: str) -> PreprocessedCase:
+        """A case as notebook 01 left it in the run folder (``preprocessed/<set>/<case>``)."""
+        return cls.load(ctx.preprocessed_dir(set_name), case_id)
+
 
 def normalise(volume: np.ndarray, region: np.ndarray, percentiles: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float]]:
     """Map the ``percentiles`` of ``volume[region]`` to 0 and 1 and clip to [0, 1]."""
@@ -358,8 +364,6 @@ def load_twin(path: str | Path, stamp: str | None = None) -> dict[str, np.ndarra
 def write_t2w_volumes(loaded: LoadedCase, folder: str | Path) -> list[Path]:
     """Copy a case into the run: its sequences and masks as ``<volume>.mha`` on its T2W grid
     (ADC and hbv resampled once, here), so later stages never read the source dataset again."""
-    from adunet_lib.run_folder import VOLUME_SUFFIX
-
     folder = Path(folder)
     t2w = loaded.t2w.geometry
     written = [write_image(Image(loaded.on_t2w(seq).array.astype(np.float32), t2w), folder / f"{seq}{VOLUME_SUFFIX}")

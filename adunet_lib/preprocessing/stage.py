@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from adunet_lib.cache import fingerprint, write_record
+from adunet_lib.data import layouts
 from adunet_lib.data.readers import Dataset, open_dataset
 from adunet_lib.data.synthetic import synthesize_cohort
 from adunet_lib.errors import AdunetError
 from adunet_lib.fileio import atomic_path, write_json
 from adunet_lib.data.case import read_case_image
-from adunet_lib.preprocessing.pipeline import (PreprocessConfig, assign_folds, folds_from_splits, load_twin,
-                                               preprocess_dataset, save_twin, slice_table, twin_stacks)
+from adunet_lib.preprocessing.pipeline import (PreprocessConfig, PreprocessedCase, assign_folds, folds_from_splits,
+                                               load_twin, preprocess_dataset, save_twin, slice_table, twin_stacks)
 from adunet_lib.run_folder import RunContext, resolve
 from adunet_lib.vocabulary import ANOMALY_COHORTS, CROPPED, EXTERNAL, INTERNAL, SEQUENCES, TEST, TRAIN, VAL
 
@@ -39,12 +40,14 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
     Args:
         sources: set name → ``"synthetic"``, ``"none"``/``""`` (no such set) or a dataset path.
         synth_cases: set name → number of synthetic cases.
-        synth_layouts: set name → layout of its synthetic cohort (default: PI-CAI internal,
-            Prostate158 external, as in the paper).
-        lesion_sources: picai_labels lesion sources in order of preference (PI-CAI layout).
+        synth_layouts: set name → layout of its synthetic cohort (default: the registered layout that
+            is the set's synthetic default, :func:`~adunet_lib.data.layouts.synthetic_default`: PI-CAI
+            internal, Prostate158 external, as in the paper).
+        lesion_sources: label sources in order of preference, for layouts that have several (PI-CAI's
+            picai_labels; default: the layout's own).
         without_masks: every k-th synthetic internal study has no anatomical mask (0: none such).
     """
-    layouts = {INTERNAL: "picai", EXTERNAL: "prostate158", **(synth_layouts or {})}
+    synth_layouts = synth_layouts or {}
     options = {"lesion_sources": tuple(lesion_sources)} if lesion_sources else {}
     out = {}
     for set_name, source in sources.items():
@@ -52,8 +55,9 @@ def resolve_datasets(ctx: RunContext, sources: dict[str, str], synth_cases: dict
             continue
         if source == "synthetic":
             site = EXTERNAL if set_name == EXTERNAL else INTERNAL
+            layout = synth_layouts[set_name] if set_name in synth_layouts else layouts.synthetic_default(set_name)
             path = synthesize_cohort(ctx.synthetic_data(set_name), cases=synth_cases[set_name], seed=ctx.data_seed, site=site,
-                                     show_progress=show_progress, layout=layouts[set_name],
+                                     show_progress=show_progress, layout=layout,
                                      without_masks=without_masks if set_name == INTERNAL else 0,
                                      twins=ctx.twins_dir(set_name))
             out[set_name] = open_dataset(path, site=f"synthetic-{site}", **options)
@@ -106,7 +110,7 @@ def preprocess_sets(ctx: RunContext, datasets: dict[str, Dataset], config: Prepr
                                        show_progress=show_progress, desc=f"preprocess {set_name}",
                                        volumes_dir=ctx.cases_dir(set_name))
         skipped.extend(bad)
-        pres = {cid: ctx.preprocessed_case(set_name, cid) for cid in done}
+        pres = {cid: PreprocessedCase.from_run(ctx, set_name, cid) for cid in done}
         preprocess_twins(ctx, set_name, pres)
         if set_name == INTERNAL and splits_file:
             folds = folds_from_splits(resolve(splits_file), [(cid, dataset[cid].patient) for cid in pres])
@@ -265,7 +269,7 @@ def figure_rows(ctx: RunContext, cases: pd.DataFrame, count: int) -> list[dict[s
     chosen = cases.sort_values(["lesion_slices", "case_id"], ascending=[False, True]).head(count)
     rows = []
     for _, row in chosen.iterrows():
-        pre = ctx.preprocessed_case(row["set"], row["case_id"])
+        pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
         st = pre.stack(CROPPED)
         k = int(np.argmax(st.lesion.reshape(len(st.lesion), -1).sum(1))) if st.lesion.any() else pre.n_slices // 2
         z = int(pre.slice_indices[k])
@@ -289,5 +293,5 @@ def viewer_volumes(ctx: RunContext, cases: pd.DataFrame) -> tuple[str, dict[str,
     held_out = cases[cases["split"] == VAL] if "split" in cases else cases.iloc[:0]
     pool = held_out if len(held_out) and held_out["lesion_slices"].max() > 0 else cases
     first = pool.sort_values(["lesion_slices", "case_id"], ascending=[False, True]).iloc[0]
-    st = ctx.preprocessed_case(first["set"], first["case_id"]).stack(CROPPED)
+    st = PreprocessedCase.from_run(ctx, first["set"], first["case_id"]).stack(CROPPED)
     return first["case_id"], {s: st.sequence(s) for s in SEQUENCES}, {"gland": st.gland, "lesion": st.lesion}

@@ -1,4 +1,5 @@
-"""Saving figures and tables, and the figures shared by several notebooks."""
+"""Saving figures and tables, and the figures shared by several notebooks (one slice and its contours:
+:mod:`adunet_lib.plotting`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import numpy as np
 import pandas as pd
 
 from adunet_lib.fileio import atomic_path, write_text
-
-OVERLAY_COLOURS = {"gland": "#4cd964", "lesion": "#ff3b30", "box": "#ffcc00", "detection": "#00c8ff"}
+from adunet_lib.plotting import OVERLAY_COLOURS, show_slice
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
@@ -54,26 +54,6 @@ def save_table(frame: pd.DataFrame, csv_path: str | Path, md_path: str | Path | 
     if md_path is not None:
         text = (f"# {title}\n\n" if title else "") + markdown_table(frame, floatfmt, bold) + (f"\n{note}\n" if note else "")
         write_text(md_path, text)
-
-
-def _contour(ax: Any, mask: np.ndarray | None, colour: str, width: float = 1.0) -> None:
-    if mask is not None and np.any(mask):
-        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=width)
-
-
-def show_slice(ax: Any, image: np.ndarray, title: str = "", overlays: dict[str, np.ndarray | None] | None = None,
-               cmap: str = "gray", vmin: float | None = None, vmax: float | None = None) -> None:
-    """One 2D slice with contour overlays (keys of :data:`OVERLAY_COLOURS`)."""
-    if vmin is None or vmax is None:
-        finite = image[np.isfinite(image)]
-        lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
-        vmin = lo if vmin is None else vmin
-        vmax = hi if vmax is None else vmax
-    ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    for name, mask in (overlays or {}).items():
-        _contour(ax, mask, OVERLAY_COLOURS.get(name, "#ffffff"))
-    ax.set_title(title, fontsize=8)
-    ax.set_axis_off()
 
 
 def preprocessing_figure(rows: Sequence[dict[str, Any]], sequences: Sequence[str] = ("t2w", "adc", "hbv")):

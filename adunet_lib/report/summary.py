@@ -72,23 +72,37 @@ def _zone_lines(ctx: RunContext, cases: pd.DataFrame) -> list[str]:
              for set_name, block in cases.groupby("set", sort=False)]
     record = _read_json(ctx.zone_record) or {}
     quality_file = ctx.figure("zones.csv")
-    if record.get("settings") and quality_file.is_file():
+    summary = pd.DataFrame(columns=["role"])
+    if quality_file.is_file():
         from adunet_lib.zones.masks import quality_summary
 
-        summary = quality_summary(pd.read_csv(quality_file))
+        summary = quality_summary(pd.read_csv(quality_file)) if quality_file.stat().st_size else summary
+        summary = summary if "role" in summary else pd.DataFrame(columns=["role"])
+    pretrained_rows = summary["role"].astype(str).str.endswith("(pretrained gland)")
+    if record.get("settings") and quality_file.is_file():
         parts = [f"{r['role']} (n={int(r['cases'])}): Dice PZ {r['dice_pz']:.2f}, TZ {r['dice_tz']:.2f}, "
                  f"gland {r['dice_gland']:.2f}, crop box moves {r['box_shift_mm_median']:.1f} mm (median), "
-                 f"{r['box_shift_mm_max']:.1f} mm (max)" for _, r in summary.iterrows()]
+                 f"{r['box_shift_mm_max']:.1f} mm (max)" for _, r in summary[~pretrained_rows].iterrows()]
         settings = record["settings"]
         lines.append(f"- zone model (`{record.get('dataset')}`, nnU-Net {settings.get('configuration')}, folds "
                      f"{settings.get('folds')} of {settings.get('n_folds')}, {record.get('training_cases')} training "
                      f"cases): " + "; ".join(parts) + " — zones.csv")
+    glands = (_read_json(ctx.pretrained_gland_record) or {}).get("cases", {})
+    if glands:
+        made_by = sorted({str(c.get("made_by")) for c in glands.values()})
+        parts = [f"{r['role']} (n={int(r['cases'])}): Dice gland {r['dice_gland']:.2f}, crop box moves "
+                 f"{r['box_shift_mm_median']:.1f} mm (median), {r['box_shift_mm_max']:.1f} mm (max)"
+                 for _, r in summary[pretrained_rows].iterrows()]
+        lines.append(f"- {', '.join(made_by)}: {len(glands)} case(s), whole gland without PZ/TZ (absent from map "
+                     "quality's PZ/TZ rows)" + ("; " + "; ".join(parts) + " — zones.csv" if parts else ""))
     return lines
 
 
 def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[str] | None = None) -> list[str]:
     """Which cohort trained the reconstruction models, and whether a case's map came from a model that
     saw it — counted per split from the map set's record, and said of each evaluated row that holds one."""
+    from adunet_lib.anomaly_models.registry import trained_models
+
     cohort = pre.get("anomaly_cohort", {})
     kind = cohort.get("kind", "training_split")
     lines = [f"- reconstruction models trained on the `{kind}` cohort ({cohort.get('cases', '?')} cases of "
@@ -100,7 +114,7 @@ def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[s
                      + (f"; for {unrecorded} of them the data record no PI-RADS, so they qualify by csPCa alone"
                         if unrecorded else ""))
     evaluated = set(EVALUATED_SPLITS.values()) if evaluated is None else evaluated
-    for model in ctx.trained_models():
+    for model in trained_models(ctx):
         record = _read_json(ctx.map_record(model)) or {}
         if not record:
             continue
@@ -249,6 +263,8 @@ def _spread_section(path: Path) -> list[str]:
 def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases: pd.DataFrame,
                   table1: pd.DataFrame | None = None, extra_caveats: list[str] | None = None) -> Path:
     """Compose and write ``summary.md`` from the run folder's records and the final tables."""
+    from adunet_lib.anomaly_models.registry import trained_models
+
     params = _read_json(ctx.params_record) or {}
     timings = _read_json(ctx.reproduce_record) or {}
     pre = _read_json(ctx.preprocessing_record) or {}
@@ -263,7 +279,7 @@ def write_summary(ctx: RunContext, params_name: str, table2: pd.DataFrame, cases
              f"- seed {common.get('seed', '?')}, device `{common.get('device', '?')}`",
              f"- preprocessing: {pre.get('preprocess', {})}", *_map_lines(ctx, pre, cases, set(table2["set"])),
              "- reconstruction models (every model trained in the run: "
-             f"{', '.join(ctx.trained_models()) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
+             f"{', '.join(trained_models(ctx)) or 'none'}):", *["  " + ln for ln in _model_budgets(ctx)],
              f"- nnU-Net: {seg or '(not recorded)'}", ""]
     if table1 is not None and len(table1):
         best = table1[table1["block"] == "Test results"]

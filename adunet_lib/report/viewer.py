@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from adunet_lib.plotting import OVERLAY_COLOURS, show_slice
 from adunet_lib.progress import headless
-from adunet_lib.report.figures import OVERLAY_COLOURS, save_figure, show_slice
+from adunet_lib.report.figures import save_figure
 
 HEAT_OVERLAYS = ("anomaly", "detection")
 

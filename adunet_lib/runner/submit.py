@@ -26,7 +26,7 @@ from typing import Any
 
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.run_folder import RunContext
-from adunet_lib.runner.units import unit_values
+from adunet_lib.runner.units import unit_params
 
 EXECUTORS = ("slurm", "local")
 
@@ -53,8 +53,8 @@ def job_graph(params_path: str | Path, shards: int = 2, gpus: int = 0, root: str
     first = [] if prepared else ["prepare"]
     trainers = []
     for stage in ("02", "03", "04"):
-        _, values = unit_values(params, stage, root)
-        for model in values["models"]:
+        _, training = unit_params(params, stage, root)
+        for model in training.models:
             unit = ["run", params, "--stage", stage, "--model", model]
             command = [*adunet, *unit] if gpus <= 1 else [
                 sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
@@ -66,16 +66,16 @@ def job_graph(params_path: str | Path, shards: int = 2, gpus: int = 0, root: str
     # the shards' maps made into one map set (makes what no shard made; writes the set's record)
     complete = Job("maps", [*adunet, "run", params, "--stage", "05"], [m.name for m in maps], min(gpus, 1))
     jobs += [*maps, complete]
-    _, seg = unit_values(params, "06", root)
-    from adunet_lib.vocabulary import table_variants, variant
+    _, seg = unit_params(params, "06", root)
+    from adunet_lib.vocabulary import variant
 
     segmenters = []
-    for name in table_variants(seg["variants"], seg.get("oracle_row", False), (seg["internal_data"], seg["external_data"])):
-        for fold in seg["folds"]:
+    for name in seg.table_variants():
+        for fold in seg.folds:
             after = [complete.name] if variant(name).maps else first
             segmenters.append(Job(f"nnunet_{name}_fold{fold}", [*adunet, "run", params, "--stage", "06", "--variant",
                                                                  name, "--fold", str(fold)], after,
-                                  max(1, int(seg.get("num_gpus", 1))) if gpus else 0))
+                                  max(1, seg.num_gpus) if gpus else 0))
     jobs += segmenters
     everything = [j.name for j in jobs]
     jobs.append(Job("assemble", [*adunet, "reproduce", params, "--from", "02"], everything, min(gpus, 1)))
@@ -97,8 +97,8 @@ def submit(params_path: str | Path, executor: str = "local", shards: int = 2, gp
     if str(start).zfill(2) not in ("01", "02"):
         raise ParamsError(f"--from {start}: the graph starts at 01 or, once notebook 01 has run, at 02")
     jobs = job_graph(params_path, shards, gpus, root, prepared=str(start).zfill(2) == "02")
-    _, common = unit_values(params_path, "01", root)
-    run = RunContext(Path(common["run_dir"]), Path(common["figure_dir"]))
+    _, common = unit_params(params_path, "01", root)
+    run = RunContext(Path(common.run_dir), Path(common.figure_dir))
     if str(start).zfill(2) == "02" and not run.cases_table.is_file():
         raise AdunetError(f"--from 02: notebook 01 has not run for {params_path} (no {run.cases_table}); start at 01")
     start_job = starter(run.jobs_dir, executor, str(Path(root) if root else Path.cwd()), time_min, cpus, partition)

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from adunet_lib.errors import AdunetError, ParamsError
+from adunet_lib.parameters import NotebookParams
 from adunet_lib.run_folder import RunContext
-from adunet_lib.runner.params import Notebook, declared_parameters
+from adunet_lib.runner.params import Notebook, params_class
 from adunet_lib.runner.reproduce import plan
 
 TRAINING = ("02", "03", "04")
@@ -37,29 +38,28 @@ SEGMENTATION = "06"
 UNITS = (*TRAINING, MAPS, SEGMENTATION)
 
 
-def unit_values(params_path: str | Path, number: str, root: str | Path | None = None) -> tuple[Notebook, dict[str, Any]]:
-    """Notebook ``number`` and every value it would run with (its declared defaults, then the params
-    file's), checked as ``adunet reproduce`` checks them."""
+def unit_params(params_path: str | Path, number: str, root: str | Path | None = None) -> tuple[Notebook, Any]:
+    """Notebook ``number`` and its parameters (its dataclass, from the params file's common block and
+    the notebook's), checked as ``adunet reproduce`` checks them."""
     _, selected = plan(params_path, number, number, root)
     nb, values = selected[0]
-    defaults = {k: d.default for k, d in declared_parameters(nb.path).items()}
-    return nb, {**defaults, **values}
+    return nb, params_class(nb).from_params(values)
 
 
-def _prepared(values: dict[str, Any]) -> RunContext:
+def _prepared(params: NotebookParams) -> RunContext:
     """The run folder, read-only; refused with one line while ``adunet reproduce`` holds it or before
     notebook 01 has run for it."""
     from adunet_lib.runner.lock import refuse_if_locked
 
-    refuse_if_locked(values["run_dir"])
-    ctx = RunContext(Path(values["run_dir"]), Path(values["figure_dir"]))
+    refuse_if_locked(params.run_dir)
+    ctx = RunContext(Path(params.run_dir), Path(params.figure_dir))
     if not ctx.cases_table.is_file():
         ctx.tables()  # its one-line error
     return ctx
 
 
 @contextlib.contextmanager
-def _context(values: dict[str, Any], device: str | None, pieces: list[str],
+def _context(params: NotebookParams, device: str | None, pieces: list[str],
              log: Callable[[str], None]) -> Iterator[RunContext]:
     """The run folder's context, with the locks of the unit's ``pieces`` held for the block (under
     torchrun by process 0 alone, for all of them)."""
@@ -67,12 +67,12 @@ def _context(values: dict[str, Any], device: str | None, pieces: list[str],
 
     from adunet_lib.runner.lock import unit_lock
 
-    _prepared(values)  # before any lock file is written into the run folder
+    _prepared(params)  # before any lock file is written into the run folder
     mine = pieces if int(os.environ.get("RANK", "0")) == 0 else []
-    with unit_lock(values["run_dir"], mine, log):
-        device = distributed.init_from_env(device or values["device"])
-        yield RunContext.create(values["run_dir"], values["figure_dir"], seed=values["seed"],
-                                data_seed=values.get("data_seed", -1), device=device)
+    with unit_lock(params.run_dir, mine, log):
+        device = distributed.init_from_env(device or params.device)
+        yield RunContext.create(params.run_dir, params.figure_dir, seed=params.seed, data_seed=params.data_seed,
+                                device=device)
 
 
 def run_unit(params_path: str | Path, stage: str, models: list[str] | None = None, shard: str | None = None,
@@ -91,36 +91,26 @@ def run_unit(params_path: str | Path, stage: str, models: list[str] | None = Non
         raise ParamsError(f"--variant and --fold are for --stage {SEGMENTATION} (nnU-Net)")
     if models and stage == SEGMENTATION:
         raise ParamsError("--model is for --stage 02–05; nnU-Net units take --variant and --fold")
-    nb, values = unit_values(params_path, stage, root)
+    nb, params = unit_params(params_path, stage, root)
     if stage in TRAINING:
-        _train(nb, values, models, device, show_progress, log)
+        _train(nb, params, models, device, show_progress, log)
     elif stage == MAPS:
-        _maps(values, models, shard, device, show_progress, log)
+        _maps(params, models, shard, device, show_progress, log)
     else:
-        _segmentation(values, variants, folds, device, log)
+        _segmentation(params, variants, folds, device, log)
 
 
-def _train(nb: Notebook, values: dict[str, Any], models: list[str] | None, device: str | None,
+def _train(nb: Notebook, params: Any, models: list[str] | None, device: str | None,
            show_progress: bool, log: Callable[[str], None]) -> None:
     from adunet_lib.anomaly_models import distributed, stage
 
-    chosen = dict(values["models"])
-    if models:
-        unknown = [m for m in models if m not in chosen]
-        if unknown:
-            raise ParamsError(f"--model {', '.join(unknown)}: not among notebook {nb.name}'s models "
-                              f"({', '.join(chosen) or 'none'})")
-        chosen = {m: chosen[m] for m in models}
+    chosen = stage.chosen_models(params, models)
     if not chosen:
         raise ParamsError(f"notebook {nb.name} has no models to train in this params file")
-    with _context(values, device, [f"train_{m}" for m in chosen], log) as ctx:
-        _, slices = ctx.tables()
-        settings = stage.settings_from(values["iterations"], values["batch_size"], values["checkpoint_every"],
-                                       values["seed"])
+    with _context(params, device, [f"train_{m}" for m in chosen], log) as ctx:
         rank, world = distributed.rank_world()
         try:
-            trained = stage.train_models(ctx, chosen, slices, values["channels"], values["modes"], settings,
-                                         show_progress=show_progress and rank == 0)
+            trained = stage.run(ctx, params, list(chosen), show_progress=show_progress and rank == 0)
         except BaseException:
             distributed.finish(clean=False)
             raise
@@ -130,54 +120,35 @@ def _train(nb: Notebook, values: dict[str, Any], models: list[str] | None, devic
         log(f"trained {', '.join(chosen)}{how}: {len(trained)} model folder(s) in {ctx.models_dir}")
 
 
-def _maps(values: dict[str, Any], models: list[str] | None, shard: str | None, device: str | None,
+def _maps(params: Any, models: list[str] | None, shard: str | None, device: str | None,
           show_progress: bool, log: Callable[[str], None]) -> None:
-    from adunet_lib.anomaly_maps.stage import generate_maps, map_models, parse_shard
+    from adunet_lib.anomaly_maps import stage
 
     from adunet_lib.anomaly_models import distributed
 
     if distributed.launched():
         raise AdunetError("--stage 05 runs as one process per shard (--shard K/N), not under torchrun")
-    part = parse_shard(shard) if shard is not None else None
-    folder = _prepared(values)
-    chosen = list(models or values["models"] or map_models(folder))
-    if not chosen:
-        raise AdunetError(f"{folder.models_dir}: no trained models yet: run notebooks 02–04 (or their units) first")
+    part = stage.parse_shard(shard) if shard is not None else None
+    chosen = stage.chosen_models(_prepared(params), params, models)
     suffix = f"_{part[0]}of{part[1]}" if part else ""
-    with _context(values, device, [f"maps_{m}{suffix}" for m in chosen], log) as ctx:
-        cases, _ = ctx.tables()
-        done = generate_maps(ctx, chosen, cases, values["blur_kernel"], show_progress=show_progress, shard=part)
+    with _context(params, device, [f"maps_{m}{suffix}" for m in chosen], log) as ctx:
+        done = stage.run(ctx, params, chosen, shard=part, show_progress=show_progress, log=lambda _: None).made
     made = int((~done["reused"]).sum()) if len(done) else 0
     which = f"shard {part[0]}/{part[1]}: " if part else ""
     log(f"{which}maps of {done['case_id'].nunique() if len(done) else 0} case(s) for {', '.join(chosen)} "
         f"({made} made, {len(done) - made} already there) in {ctx.map_dir(chosen[0]).parent}")
 
 
-def _segmentation(values: dict[str, Any], variants: list[str] | None, folds: list[int] | None, device: str | None,
+def _segmentation(params: Any, variants: list[str] | None, folds: list[int] | None, device: str | None,
                   log: Callable[[str], None]) -> None:
-    import dataclasses
-
     from adunet_lib.anomaly_models import distributed
-    from adunet_lib.segmentation.stage import SegmentationSettings, train_folds
+    from adunet_lib.segmentation import stage
 
     if distributed.launched():
         raise AdunetError("--stage 06 runs nnU-Net's own multi-GPU training (segmentation.num_gpus), not under torchrun")
-    known = {f.name for f in dataclasses.fields(SegmentationSettings)} - {"num_processes"}
-    settings = SegmentationSettings.from_params(**{k: values[k] for k in known if k in values})
-    from adunet_lib.vocabulary import table_variants
-
-    known_variants = table_variants(values["variants"], values.get("oracle_row", False),
-                                    (values["internal_data"], values["external_data"]))
-    chosen = list(variants or known_variants)
-    outside = [v for v in chosen if v not in known_variants]
-    if outside:
-        raise ParamsError(f"--variant {', '.join(outside)}: not among segmentation.variants "
-                          f"({', '.join(known_variants)})")
-    folds = list(folds or settings.folds)
-    with _context(values, device, [f"nnunet_{v}_fold{k}" for v in chosen for k in folds], log) as ctx:
-        cases, _ = ctx.tables()
-        trained = 0
-        for name in chosen:
-            trained += train_folds(ctx, name, folds, cases, values["map_model"], settings, log)
-    log(f"nnU-Net {', '.join(chosen)}, fold(s) {folds}: {trained} trained here, the rest "
+    chosen = stage.chosen_variants(params, variants)
+    folds = list(folds or stage.settings_for(params).folds)
+    with _context(params, device, [f"nnunet_{v}_fold{k}" for v in chosen for k in folds], log) as ctx:
+        trained = stage.run(ctx, params, chosen, folds, train_only=True, log=log)
+    log(f"nnU-Net {', '.join(chosen)}, fold(s) {folds}: {int(trained['trained'].sum())} trained here, the rest "
         "already were")

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from adunet_lib.errors import AdunetError
+from adunet_lib.nnunet_seam import (PLANNED, TRAINED, PlanRequest, PreprocessRequest, Request, TrainRequest,
+                                    fold_folder)
 from adunet_lib.progress import headless
 from adunet_lib.run_folder import RunContext
 
@@ -59,10 +61,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None] = print,
+def call(ctx: RunContext, steps: Sequence[Request], log: Callable[[str], None] = print,
          num_processes: int = 2, label: str = "nnU-Net", scratch: Path | None = None) -> None:
-    """Run worker steps (``{"command": …, **args}``) in one child process; stream its output; raise
-    :class:`AdunetError` with its last line on failure.
+    """Run worker steps (requests of :mod:`adunet_lib.nnunet_seam`) in one child process; stream its
+    output; raise :class:`AdunetError` with its last line on failure.
 
     ``scratch``: where the step list and the worker's working directory go; by default the run's
     ``nnunet/`` folder (training), for ``adunet predict`` a folder outside the run, which it only reads.
@@ -73,9 +75,10 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
         ctx.nnunet_raw.mkdir(parents=True, exist_ok=True)
         scratch = ctx.nnunet_dir
     scratch.mkdir(parents=True, exist_ok=True)
-    steps = [dict(step, env=step_env(ctx, step["command"], num_processes)) for step in steps]
+    # the steps file lives only while the worker runs: each request as JSON, with the env it runs under
+    payload = [dict(step.to_json(), env=step_env(ctx, step.command, num_processes)) for step in steps]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=scratch) as fh:
-        json.dump(steps, fh)
+        json.dump(payload, fh)
         arg_file = fh.name
     tail: deque[str] = deque(maxlen=15)
     try:
@@ -100,26 +103,26 @@ def call(ctx: RunContext, steps: list[dict[str, Any]], log: Callable[[str], None
         raise AdunetError(f"{label} failed ({reason.strip()[:300]}); see the output above")
 
 
-def training_steps(ctx: RunContext, dataset_id: int, dataset_name: str, settings: Any) -> list[dict[str, Any]]:
-    """The plan and train steps of a dataset still to do (a step's "done" file marks it finished).
+def training_steps(ctx: RunContext, dataset_id: int, dataset_name: str, settings: Any) -> list[Request]:
+    """The plan, preprocess and train steps of a dataset still to do (a step's "done" file marks it finished).
 
     ``settings`` has ``configuration``, ``target_spacing``, ``folds``, ``num_processes``, ``seed``,
     ``batch_size`` and ``budget()`` (the segmentation and the zone model's settings both do).
     """
-    from adunet_lib.segmentation._worker import PLANNED, TRAINED
-
-    steps: list[dict[str, Any]] = []
+    steps: list[Request] = []
+    spacing = tuple(settings.target_spacing) if settings.target_spacing else None
     if not (ctx.nnunet_preprocessed / dataset_name / PLANNED).is_file():
-        steps.append({"command": "plan", "dataset_id": dataset_id, "configurations": [settings.configuration],
-                      "num_processes": settings.num_processes, "verify": True,
-                      "target_spacing": list(settings.target_spacing) if settings.target_spacing else None})
+        steps.append(PlanRequest(dataset_id=dataset_id, num_processes=settings.num_processes, verify=True,
+                                 target_spacing=spacing))
+        steps.append(PreprocessRequest(dataset_id=dataset_id, configurations=(settings.configuration,),
+                                       num_processes=settings.num_processes, target_spacing=spacing))
     mdir = ctx.nnunet_model_dir(dataset_name, settings.configuration)
     for fold in settings.folds:
-        if not (mdir / f"fold_{fold}" / TRAINED).is_file():
-            steps.append({"command": "train", "dataset_id": dataset_id, "configuration": settings.configuration,
-                          "fold": fold, "device": ctx.device, "seed": settings.seed, "batch_size": settings.batch_size,
-                          "num_gpus": int(getattr(settings, "num_gpus", 1)),
-                          "loss": getattr(settings, "loss", "dice_ce"), **settings.budget()})
+        if not (mdir / fold_folder(fold) / TRAINED).is_file():
+            steps.append(TrainRequest(dataset_id=dataset_id, configuration=settings.configuration, fold=fold,
+                                      device=ctx.device, seed=settings.seed, batch_size=settings.batch_size,
+                                      num_gpus=int(getattr(settings, "num_gpus", 1)),
+                                      loss=getattr(settings, "loss", "dice_ce"), **settings.budget()))
     return steps
 
 

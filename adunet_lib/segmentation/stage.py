@@ -19,10 +19,13 @@ import pandas as pd
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
 from adunet_lib.errors import AdunetError, ParamsError
 from adunet_lib.fileio import exclusive, write_json
+from adunet_lib.nnunet_seam import PlanRequest, PredictRequest, PreprocessRequest, TrainRequest, probabilities_file
+from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.segmentation.detection import LESION_THRESHOLDS, write_detection
 from adunet_lib.segmentation.export import channel_files, export_variant, write_splits
+from adunet_lib.segmentation.params import SegmentationParams
 from adunet_lib.vocabulary import (INTERNAL, MAP_CHANNEL_NAME, MAP_NORMALISATIONS, TEST, VAL, Variant,
                                    variant)
 
@@ -94,6 +97,46 @@ class SegmentationSettings:
                 "val_iterations_per_epoch": self.val_iterations_per_epoch or 50}
 
 
+def settings_for(params: SegmentationParams) -> SegmentationSettings:
+    """The nnU-Net settings of notebook 06's parameters (what the variants' fingerprints are made of)."""
+    return SegmentationSettings.from_params(
+        configuration=params.configuration, target_spacing=params.target_spacing, epochs=params.epochs,
+        iterations_per_epoch=params.iterations_per_epoch, val_iterations_per_epoch=params.val_iterations_per_epoch,
+        folds=params.folds, batch_size=params.batch_size, mirroring=params.mirroring,
+        base_dataset_id=params.base_dataset_id, keep_softmax=params.keep_softmax, seed=params.seed,
+        map_normalisation=params.map_normalisation, num_gpus=params.num_gpus, loss=params.loss,
+        checkpoint=params.checkpoint, lesion_threshold=params.lesion_threshold)
+
+
+def chosen_variants(params: SegmentationParams, variants: Sequence[str] | None = None) -> list[str]:
+    """``variants`` (a unit's ``--variant``; each among the params'), else every variant of the table."""
+    known = params.table_variants()
+    chosen = list(variants or known)
+    outside = [v for v in chosen if v not in known]
+    if outside:
+        raise ParamsError(f"--variant {', '.join(outside)}: not among segmentation.variants ({', '.join(known)})")
+    return chosen
+
+
+def run(ctx: RunContext, params: SegmentationParams, variants: Sequence[str] | None = None,
+        folds: Sequence[int] | None = None, train_only: bool = False,
+        log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Notebook 06's and ``adunet run --stage 06``'s entry point.
+
+    Notebook 06: every variant of the table, trained and predicted (:func:`run_all`; seconds and nnU-Net
+    steps per variant). A unit (``train_only``): some ``folds`` of some ``variants`` trained, nothing
+    else (:func:`train_folds`; folds trained here per variant) — the notebook then only predicts.
+    """
+    settings = settings_for(params)
+    chosen = chosen_variants(params, variants)
+    cases, _ = ctx.tables()
+    if not train_only:
+        return run_all(ctx, chosen, cases, params.map_model, settings, log)
+    folds = list(folds or settings.folds)
+    return pd.DataFrame([{"variant": name, "trained": train_folds(ctx, name, folds, cases, params.map_model,
+                                                                  settings, log)} for name in chosen])
+
+
 def _fingerprint(ctx: RunContext, spec: Variant, map_model: str, cases: pd.DataFrame,
                  settings: SegmentationSettings) -> str:
     upstream = [recorded(ctx.preprocessing_record).get("fingerprint", "")]
@@ -163,12 +206,12 @@ def run_variant(ctx: RunContext, variant_name: str, cases: pd.DataFrame, map_mod
     jobs = prediction_jobs(ctx, spec, cases, settings, map_model)
     for split, folds, inputs in jobs:
         out = ctx.nnunet_softmax_dir(spec.name, split)
-        if not all((out / f"{cid}.npz").is_file() for cid in inputs):
-            steps.append({"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": inputs,
-                          "output_dir": str(out), "device": ctx.device, "mirroring": settings.mirroring,
-                          "checkpoint": settings.checkpoint})
+        request = PredictRequest(model_dir=str(mdir), folds=tuple(folds), inputs=inputs, output_dir=str(out),
+                                 device=ctx.device, mirroring=settings.mirroring, checkpoint=settings.checkpoint)
+        if not all((out / request.done_file(cid)).is_file() for cid in inputs):
+            steps.append(request)
     if steps:
-        log(f"{spec.name}: nnU-Net {' → '.join(s['command'] for s in steps)} ({settings.configuration}, "
+        log(f"{spec.name}: nnU-Net {' → '.join(s.command for s in steps)} ({settings.configuration}, "
             f"budget {settings.budget()}, folds {list(settings.folds)})")
     nnunet.call(ctx, steps, log, settings.num_processes, label=f"nnU-Net {spec.name}")
     write_detections(ctx, spec.name, cases, jobs, settings.keep_softmax, settings.lesion_threshold)
@@ -194,14 +237,15 @@ def train_folds(ctx: RunContext, variant_name: str, folds: Sequence[int], cases:
     chosen = dataclasses.replace(settings, folds=tuple(folds))
     with exclusive(ctx.nnunet_dataset_lock(name)):
         _reset_if_changed(ctx, spec, name, _fingerprint(ctx, spec, map_model, cases, settings), log)
-        plan = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if s["command"] == "plan"]
+        plan = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen)
+                if isinstance(s, (PlanRequest, PreprocessRequest))]
         if plan:
             export_variant(ctx, spec, name, cases, map_model, settings.map_normalisation)
             write_splits(ctx, name)
             nnunet.call(ctx, plan, log, settings.num_processes, label=f"nnU-Net {spec.name} plan")
-    train = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if s["command"] == "train"]
+    train = [s for s in nnunet.training_steps(ctx, dataset_id, name, chosen) if isinstance(s, TrainRequest)]
     if train:
-        log(f"{spec.name}: nnU-Net train fold(s) {[s['fold'] for s in train]} ({settings.configuration}, "
+        log(f"{spec.name}: nnU-Net train fold(s) {[s.fold for s in train]} ({settings.configuration}, "
             f"budget {settings.budget()})")
     nnunet.call(ctx, train, log, settings.num_processes, label=f"nnU-Net {spec.name}")
     return len(train)
@@ -215,8 +259,8 @@ def write_detections(ctx: RunContext, variant_name: str, cases: pd.DataFrame, jo
         for cid in inputs:
             target = ctx.detection_map(variant_name, split, cid)
             if not target.is_file():
-                geometry = ctx.preprocessed_case(sets[cid], cid).t2w_geometry
-                write_detection(ctx.nnunet_softmax_dir(variant_name, split) / f"{cid}.npz", geometry, target,
+                geometry = PreprocessedCase.from_run(ctx, sets[cid], cid).t2w_geometry
+                write_detection(ctx.nnunet_softmax_dir(variant_name, split) / probabilities_file(cid), geometry, target,
                                 keep_softmax, threshold)
 
 

@@ -18,9 +18,12 @@ from adunet_lib.cache import recorded
 from adunet_lib.data.case import LoadedCase
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError, CaseError, ParamsError
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
+from adunet_lib.nnunet_seam import PredictRequest, channel_file, checkpoint_file, fold_folder, label_file
+from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.vocabulary import SEQUENCES
+from adunet_lib.vocabulary import INTERNAL
+from adunet_lib.zones import pretrained
 from adunet_lib.zones.masks import implausible, largest_gland_component
 
 
@@ -112,8 +115,9 @@ def zone_model_settings(ctx: RunContext) -> tuple[ZoneSettings, dict[str, Any]]:
     """The zone model of a finished run (settings and record); a one-line error when it has none."""
     record = recorded(ctx.zone_record)
     if not record.get("settings"):
-        raise AdunetError(f"{ctx.run_dir}: this run has no zone model (its mask_source was 'files' for every set); "
-                          "give the study's mask with --gland or --zones, or use a run that predicts masks")
+        raise AdunetError(f"{ctx.run_dir}: this run has no zone model (no set's mask_source was predicted); give the "
+                          "study's mask with --gland or --zones, use the pretrained gland model (--gland-model "
+                          f"pretrained, after pip install -e \".[{pretrained.EXTRA}]\") or a run that predicts masks")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in record["settings"].items()}
     return ZoneSettings(**values), record
 
@@ -132,21 +136,82 @@ def predict_study_zones(ctx: RunContext, loaded: LoadedCase, target: Path, log: 
                           f"{', '.join(missing)} too")
     mdir = ctx.nnunet_model_dir(record["dataset"], settings.configuration)
     folds = [int(f) for f in record["folds"]]
-    absent = [f for f in folds if not (mdir / f"fold_{f}" / "checkpoint_final.pth").is_file()]
+    absent = [f for f in folds if not (mdir / fold_folder(f) / checkpoint_file("final")).is_file()]
     if absent:
         raise AdunetError(f"{mdir}: zone model fold(s) {absent} not trained (rerun notebook 01 of this run)")
     case_id = loaded.case_id
     scratch = target.parent / f".{case_id}_zones_nnunet"  # nnU-Net's scratch space, gone whatever happens
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        files = [str(write_image(image, scratch / "input" / f"{case_id}_{k:04d}{VOLUME_SUFFIX}"))
+        files = [str(write_image(image, scratch / "input" / channel_file(case_id, k)))
                  for k, image in enumerate(channel_images(loaded, settings.channels))]
-        nnunet.call(ctx, [{"command": "predict", "model_dir": str(mdir), "folds": folds, "inputs": {case_id: files},
-                           "output_dir": str(scratch / "output"), "device": ctx.device, "mirroring": settings.mirroring,
-                           "save_probabilities": False}], log, label="nnU-Net zones", scratch=scratch)
-        mask = finish_mask(scratch / "output" / f"{case_id}{VOLUME_SUFFIX}", loaded.t2w, case_id,
+        nnunet.call(ctx, [PredictRequest(model_dir=str(mdir), folds=tuple(folds), inputs={case_id: tuple(files)},
+                                         output_dir=str(scratch / "output"), device=ctx.device,
+                                         mirroring=settings.mirroring, save_probabilities=False)],
+                    log, label="nnU-Net zones", scratch=scratch)
+        mask = finish_mask(scratch / "output" / label_file(case_id), loaded.t2w, case_id,
                            loaded.case.path_of("t2w"), settings)
         write_image(mask, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return f"predicted by the run's zone model ({record['dataset']}, {settings.describe()})"
+
+
+#: ``adunet predict/zones --gland-model``: which model makes a study's crop mask when none is given
+GLAND_MODELS = ("auto", "run", "pretrained")
+
+
+def choose_gland_model(ctx: RunContext, choice: str = "auto") -> str:
+    """``run`` (the run's zone model) or ``pretrained`` (the pretrained gland model, ``lavlab-taps``).
+
+    ``auto`` takes the pretrained gland where it is installed and the run has no zone model, or one
+    trained on phantoms only (a demo run: useless on a real study), or the run's own crops came from
+    it; otherwise the run's zone model, as for the run's own cases. With neither: one line naming both.
+    """
+    if choice not in GLAND_MODELS:
+        raise AdunetError(f"--gland-model must be one of {', '.join(GLAND_MODELS)}, not {choice!r}")
+    if choice != "auto":
+        return choice
+    record = recorded(ctx.zone_record)
+    has_zone_model = bool(record.get("settings"))
+    internal = recorded(ctx.preprocessing_record).get("datasets", {}).get(INTERNAL, {})
+    phantoms_only = has_zone_model and record.get("training_data") == [INTERNAL] and bool(internal.get("synthetic"))
+    if pretrained.available() and (not has_zone_model or phantoms_only or ctx.pretrained_gland_record.is_file()):
+        return "pretrained"
+    if has_zone_model:
+        return "run"
+    raise AdunetError(f"{ctx.run_dir}: no mask given and this run has no zone model; give --gland or --zones, "
+                      f"install the pretrained gland model (pip install -e \".[{pretrained.EXTRA}]\") or use a run "
+                      "with a zone model")
+
+
+def predict_study_mask(ctx: RunContext, loaded: LoadedCase, folder: Path, choice: str = "auto",
+                       log: Callable[[str], None] = print) -> tuple[Path, str, str, str]:
+    """One study's crop mask when none is given: the run's zone model (``<case>_zones.nii.gz``, PZ/TZ)
+    or the pretrained gland model (``<case>_gland.nii.gz``, gland only), chosen by
+    :func:`choose_gland_model`.
+
+    Returns:
+        (the mask file in ``folder``, ``"zones"`` or ``"gland"``, the model used: ``run`` or
+        ``pretrained``, a line saying which model made it).
+    """
+    used = choose_gland_model(ctx, choice)
+    case_id = loaded.case_id
+    if used == "run":
+        target = folder / f"{case_id}_zones.nii.gz"
+        try:
+            return target, "zones", used, predict_study_zones(ctx, loaded, target, log)
+        except CaseError as exc:
+            if "plausible" not in exc.message and "empty" not in exc.message:
+                raise
+            raise CaseError(case_id, exc.path, f"{exc.message}; the run's zone model may not suit this study: try "
+                            f"--gland-model pretrained (pip install -e \".[{pretrained.EXTRA}]\")") from None
+    record = recorded(ctx.zone_record).get("settings") or {}
+    defaults = ZoneSettings()
+    target = folder / f"{case_id}_gland.nii.gz"
+    result = pretrained.pretrained_gland(loaded.t2w, case_id, loaded.case.path_of("t2w"),
+                                         record.get("min_gland_ml", defaults.min_gland_ml),
+                                         record.get("max_gland_ml", defaults.max_gland_ml), ctx.device, log)
+    write_image(result.mask, target)
+    return target, "gland", used, (f"{result.made_by}: whole gland {result.ml:.1f} ml in {result.seconds:.0f} s, "
+                                   "no PZ/TZ split")

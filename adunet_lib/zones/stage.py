@@ -6,7 +6,10 @@ data set's masks come from is a params choice (:data:`MASK_SOURCES`):
 
 * ``files`` — the dataset's own zonal / whole-gland masks (a study without one cannot be cropped);
 * ``predicted`` — the paper: every study gets the zone model's mask, also those that have files;
-* ``files_then_predicted`` — files where present, predictions for the rest.
+* ``files_then_predicted`` — files where present, predictions for the rest;
+* ``pretrained_gland`` — every study gets the whole-gland mask of a pretrained model (``lavlab-taps``,
+  the optional extra ``gland``: :mod:`adunet_lib.zones.pretrained`), nothing to train; no PZ/TZ split;
+* ``files_then_pretrained`` — files where present, the pretrained gland for the rest.
 
 The zone model trains on every internal case with a zonal mask, plus the cases of any extra
 ``zone_training_data`` (the paper trained on ProstateX, a data set of its own), in folds by patient;
@@ -37,17 +40,20 @@ from adunet_lib.data.case import Case, LesionOutsideGlandWarning, LoadedCase, lo
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.data.readers import Dataset
 from adunet_lib.errors import AdunetError, CaseError, ParamsError
-from adunet_lib.fileio import write_json
+from adunet_lib.nnunet_seam import (IMAGES_TR, IMAGES_TS, LABELS_TR, PredictRequest, channel_file, channel_files,
+                                    channel_pattern, label_file, write_dataset_json, write_splits)
 from adunet_lib.preprocessing.pipeline import assign_folds
 from adunet_lib.progress import progress
-from adunet_lib.run_folder import VOLUME_SUFFIX, RunContext
+from adunet_lib.run_folder import RunContext
 from adunet_lib.segmentation import nnunet
 from adunet_lib.vocabulary import INTERNAL, SEQUENCE_CHANNEL_NAMES
 from adunet_lib.zones.masks import Agreement, agreement, largest_gland_component
 from adunet_lib.zones.model import ZoneSettings, channel_images, finish_mask
 
 #: where a data set's crop masks come from
-MASK_SOURCES = ("files", "predicted", "files_then_predicted")
+MASK_SOURCES = ("files", "predicted", "files_then_predicted", "pretrained_gland", "files_then_pretrained")
+#: the sources that use the run's zone model, and those that use the pretrained gland model
+ZONE_MODEL_SOURCES, PRETRAINED_SOURCES = ("predicted", "files_then_predicted"), ("pretrained_gland", "files_then_pretrained")
 HELDOUT, ENSEMBLE = "heldout", "ensemble"
 
 
@@ -74,10 +80,12 @@ def check_mask_sources(mask_source: dict[str, str], sets: Iterable[str]) -> dict
     return out
 
 
-def cases_to_predict(datasets: dict[str, Dataset], sources: dict[str, str]) -> dict[str, list[Case]]:
-    """Per set, the cases whose crop mask is to be predicted."""
-    return {s: [c for c in ds if sources[s] == "predicted" or (sources[s] == "files_then_predicted"
-                                                                and not c.has_gland_mask)]
+def cases_to_predict(datasets: dict[str, Dataset], sources: dict[str, str],
+                     kinds: tuple[str, str] = ZONE_MODEL_SOURCES) -> dict[str, list[Case]]:
+    """Per set, the cases whose crop mask is to be predicted by the zone model (or, with ``kinds`` =
+    :data:`PRETRAINED_SOURCES`, by the pretrained gland model): every case, or those without a file."""
+    every, missing = kinds
+    return {s: [c for c in ds if sources[s] == every or (sources[s] == missing and not c.has_gland_mask)]
             for s, ds in datasets.items()}
 
 
@@ -117,12 +125,17 @@ def _settings_key(settings: ZoneSettings) -> dict[str, Any]:
 def _reset(ctx: RunContext, name: str, key: str, log: Callable[[str], None]) -> None:
     if is_current(ctx.zone_record, key):
         return
-    stale = [ctx.nnunet_raw / name, ctx.nnunet_preprocessed / name, ctx.nnunet_results / name, ctx.zones_dir]
+    # the pretrained glands (zones/pretrained) do not depend on the zone model: they stay
+    kept = ctx.pretrained_gland_record.parent
+    stale = [ctx.nnunet_raw / name, ctx.nnunet_preprocessed / name, ctx.nnunet_results / name,
+             *(p for p in (sorted(ctx.zones_dir.iterdir()) if ctx.zones_dir.is_dir() else []) if p != kept)]
     if any(p.exists() for p in stale):
         log("zone model: training cases or settings changed since the last run: retraining it, redoing its masks")
     for path in stale:
-        if path.exists():
+        if path.is_dir():
             shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     # the key first: an interrupted run resumes nnU-Net's training instead of starting over
     write_record(ctx.zone_record, key, cases={})
 
@@ -131,33 +144,28 @@ def _export_training(ctx: RunContext, name: str, train: list[Case], folds: dict[
                      settings: ZoneSettings, show_progress: bool) -> None:
     folder = ctx.nnunet_raw / name
     for case in progress(train, desc="zone model: training cases", unit="case", enabled=show_progress):
-        label = folder / "labelsTr" / f"{case.case_id}{VOLUME_SUFFIX}"
+        label = folder / LABELS_TR / label_file(case.case_id)
         if label.is_file():
             continue
         loaded = _load(case)
         for k, image in enumerate(channel_images(loaded, settings.channels)):
-            write_image(image, folder / "imagesTr" / f"{case.case_id}_{k:04d}{VOLUME_SUFFIX}")
+            write_image(image, folder / IMAGES_TR / channel_file(case.case_id, k))
         assert loaded.zones is not None
         write_image(loaded.zones.with_array(loaded.zones.array.astype(np.uint8)), label)  # last: marks the case
-    write_json(folder / "dataset.json", {
-        "channel_names": {str(k): SEQUENCE_CHANNEL_NAMES[s] for k, s in enumerate(settings.channels)},
-        "labels": {"background": 0, "PZ": 1, "TZ": 2},
-        "numTraining": len(train),
-        "file_ending": VOLUME_SUFFIX,
-        "name": name.split("_", 1)[1],
-        "description": f"adunet zone model: PZ (1) / TZ (2) from {', '.join(settings.channels)} on the T2W grid",
-    })
+    write_dataset_json(folder, {str(k): SEQUENCE_CHANNEL_NAMES[s] for k, s in enumerate(settings.channels)},
+                       {"background": 0, "PZ": 1, "TZ": 2}, len(train),
+                       f"adunet zone model: PZ (1) / TZ (2) from {', '.join(settings.channels)} on the T2W grid")
     n = settings.n_folds
-    write_json(ctx.nnunet_preprocessed / name / "splits_final.json",
-               [{"train": sorted(c for c, f in folds.items() if f != k), "val": sorted(c for c, f in folds.items() if f == k)}
-                for k in range(n)])
+    write_splits(ctx.nnunet_preprocessed / name,
+                 [{"train": sorted(c for c, f in folds.items() if f != k), "val": sorted(c for c, f in folds.items() if f == k)}
+                  for k in range(n)])
 
 
 def _write_inputs(ctx: RunContext, name: str, loaded: LoadedCase, settings: ZoneSettings) -> list[str]:
-    folder = ctx.nnunet_raw / name / "imagesTs"
+    folder = ctx.nnunet_raw / name / IMAGES_TS
     files = []
     for k, image in enumerate(channel_images(loaded, settings.channels)):
-        target = folder / f"{loaded.case_id}_{k:04d}{VOLUME_SUFFIX}"
+        target = folder / channel_file(loaded.case_id, k)
         if not target.is_file():
             write_image(image, target)
         files.append(str(target))
@@ -176,10 +184,21 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     sources = check_mask_sources(mask_source, datasets)
     wanted = cases_to_predict(datasets, sources)
     origins = {s: {c.case_id: ("files" if c.has_gland_mask else "none") for c in ds} for s, ds in datasets.items()}
+    glands = cases_to_predict(datasets, sources, PRETRAINED_SOURCES)
+    original = datasets  # the zone model learns from the data's own zonal masks, whatever crops a set uses
+    if any(glands.values()):
+        pretrained = pretrained_glands(ctx, datasets, glands, settings, margin_mm, on_error, show_progress, log)
+        datasets = pretrained.datasets
+        for set_name, made in pretrained.mask_origins.items():
+            origins[set_name].update(made)
+        if not any(wanted.values()):
+            return dataclasses.replace(pretrained, mask_origins=origins)
+    else:
+        pretrained = ZoneResult(datasets, {}, [], pd.DataFrame())
     if not any(wanted.values()):
         return ZoneResult(datasets, origins, [], pd.DataFrame())
     extra = list(extra)
-    train = training_cases(datasets, extra)
+    train = training_cases(original, extra)
     patients = {c.patient for c in train}
     if len(patients) < settings.n_folds:
         raise AdunetError(f"zone model: {len(train)} case(s) of {len(patients)} patient(s) with a zonal mask, fewer than "
@@ -198,7 +217,7 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     trained_heldout = {c.case_id for c in train if folds[c.case_id] in settings.folds}
     inputs: dict[str, list[str]] = {}
     all_wanted = [(s, c) for s, cases in wanted.items() for c in cases]
-    seen: dict[str, str] = {c.case_id: "zone training" for c in train if c not in datasets[INTERNAL].cases}
+    seen: dict[str, str] = {c.case_id: "zone training" for c in train if c not in original[INTERNAL].cases}
     previous = recorded(ctx.zone_record).get("cases", {})
     for set_name, case in progress(all_wanted, desc="zone model: cases to predict", unit="case", enabled=show_progress):
         cid = case.case_id
@@ -208,8 +227,8 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
         seen[cid] = set_name
         if previous.get(cid, {}).get("inputs") != _inputs_key(case, settings):
             # a new or replaced image: its prediction and mask are redone
-            for path in [ctx.zone_mask(cid), *(ctx.zone_raw_predictions(k) / f"{cid}{VOLUME_SUFFIX}" for k in (HELDOUT, ENSEMBLE)),
-                         *(ctx.nnunet_raw / name / "imagesTs").glob(f"{cid}_[0-9][0-9][0-9][0-9]{VOLUME_SUFFIX}")]:
+            for path in [ctx.zone_mask(cid), *(ctx.zone_raw_predictions(k) / label_file(cid) for k in (HELDOUT, ENSEMBLE)),
+                         *(ctx.nnunet_raw / name / IMAGES_TS).glob(channel_pattern(cid))]:
                 path.unlink(missing_ok=True)
         try:
             loaded[case.case_id] = _load(case)
@@ -226,20 +245,20 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     mdir = ctx.nnunet_model_dir(name, settings.configuration)
     raw_dir = ctx.nnunet_raw / name
     for fold in settings.folds:
-        held = {c: [str(raw_dir / "imagesTr" / f"{c}_{k:04d}{VOLUME_SUFFIX}") for k in range(len(settings.channels))]
+        held = {c: tuple(str(f) for f in channel_files(raw_dir / IMAGES_TR, c, len(settings.channels)))
                 for c in sorted(folds) if folds[c] == fold}
         if held:
-            steps.append({"command": "predict", "model_dir": str(mdir), "folds": [fold], "inputs": held,
-                          "output_dir": str(ctx.zone_raw_predictions(HELDOUT)), "device": ctx.device,
-                          "mirroring": settings.mirroring, "save_probabilities": False})
+            steps.append(PredictRequest(model_dir=str(mdir), folds=(fold,), inputs=held,
+                                        output_dir=str(ctx.zone_raw_predictions(HELDOUT)), device=ctx.device,
+                                        mirroring=settings.mirroring, save_probabilities=False))
     if inputs:
-        steps.append({"command": "predict", "model_dir": str(mdir), "folds": list(settings.folds), "inputs": inputs,
-                      "output_dir": str(ctx.zone_raw_predictions(ENSEMBLE)), "device": ctx.device,
-                      "mirroring": settings.mirroring, "save_probabilities": False})
-    pending = [s for s in steps if s["command"] != "predict" or any(
-        not (Path(s["output_dir"]) / f"{c}{VOLUME_SUFFIX}").is_file() for c in s["inputs"])]
+        steps.append(PredictRequest(model_dir=str(mdir), folds=tuple(settings.folds), inputs=inputs,
+                                    output_dir=str(ctx.zone_raw_predictions(ENSEMBLE)), device=ctx.device,
+                                    mirroring=settings.mirroring, save_probabilities=False))
+    pending = [s for s in steps if not isinstance(s, PredictRequest) or any(
+        not (Path(s.output_dir) / s.done_file(c)).is_file() for c in s.inputs)]
     if pending:
-        log(f"zone model: nnU-Net {' → '.join(s['command'] for s in pending)} ({settings.describe()}, "
+        log(f"zone model: nnU-Net {' → '.join(s.command for s in pending)} ({settings.describe()}, "
             f"budget {settings.budget()}, {len(train)} training case(s))")
     nnunet.call(ctx, pending, log, settings.num_processes, label="nnU-Net zones")
 
@@ -258,7 +277,7 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
             if cid not in loaded:
                 continue
             held_out = cid in trained_heldout
-            raw = ctx.zone_raw_predictions(HELDOUT if held_out else ENSEMBLE) / f"{cid}{VOLUME_SUFFIX}"
+            raw = ctx.zone_raw_predictions(HELDOUT if held_out else ENSEMBLE) / label_file(cid)
             target = ctx.zone_mask(cid)
             if not target.is_file():  # kept from the last run otherwise: its file date keys the preprocessing
                 try:
@@ -278,6 +297,9 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
                                             if c.case_id not in skipped_ids))
 
     quality = quality_rows(ctx, train, folds, settings, wanted, loaded, margin_mm)
+    if len(pretrained.quality):
+        quality = pd.concat([quality, pretrained.quality], ignore_index=True) if len(quality) else pretrained.quality
+    skipped = pretrained.skipped + skipped
     write_record(ctx.zone_record, key, dataset=name, configuration=settings.configuration,
                  folds=list(settings.folds), settings=dataclasses.asdict(settings), training_cases=len(train),
                  training_data=[INTERNAL] + [str(d.root) for d in extra], mask_source=sources, cases=record_cases,
@@ -297,12 +319,12 @@ def quality_rows(ctx: RunContext, train: list[Case], folds: dict[str, int], sett
 
     for case in train:
         fold = folds[case.case_id]
-        raw = ctx.zone_raw_predictions(HELDOUT) / f"{case.case_id}{VOLUME_SUFFIX}"
+        raw = ctx.zone_raw_predictions(HELDOUT) / label_file(case.case_id)
         if fold not in settings.folds or not raw.is_file():
             continue
         # the reference is the exported training label (zones on the T2W grid): no second read of the case
-        zones = read_image(ctx.nnunet_raw / ctx.zone_dataset(settings.dataset_id)[1] / "labelsTr"
-                           / f"{case.case_id}{VOLUME_SUFFIX}")
+        zones = read_image(ctx.nnunet_raw / ctx.zone_dataset(settings.dataset_id)[1] / LABELS_TR
+                           / label_file(case.case_id))
         predicted = largest_gland_component(Image(np.clip(read_image(raw).array, 0, 2).astype(np.uint8),
                                                   zones.geometry))
         rows.append({"case_id": case.case_id, "role": f"held-out fold {fold}", **dataclasses.asdict(
@@ -320,3 +342,66 @@ def quality_rows(ctx: RunContext, train: list[Case], folds: dict[str, int], sett
                 Image(read_image(mask).array, reference.t2w.geometry), reference.zones, reference.gland, margin_mm))})
     columns = ["case_id", "role", *(f.name for f in dataclasses.fields(Agreement))]
     return pd.DataFrame(rows, columns=columns)
+
+
+def pretrained_glands(ctx: RunContext, datasets: dict[str, Dataset], wanted: dict[str, list[Case]],
+                      settings: ZoneSettings, margin_mm: float = 8.0, on_error: str = "fail", show_progress: bool = True,
+                      log: Callable[[str], None] = print) -> ZoneResult:
+    """The whole-gland mask of every case in ``wanted`` from the pretrained gland model (``lavlab-taps``).
+
+    Each mask goes to ``zones/pretrained/<case>.nii.gz`` on the case's T2W grid and is kept while the
+    case's T2W file and the model are unchanged (``zones/pretrained/glands.json``); it must hold a
+    plausible gland (the zone model's ``min_gland_ml``–``max_gland_ml``). The case then has a gland and
+    no zones: the crop and the background mask need only the gland, per-zone rows (map quality's PZ/TZ,
+    ``zones.csv``'s Dice PZ/TZ) leave it out. Quality rows: every predicted case that has a mask file,
+    gland Dice and crop-box shift against it (role ``<set> (pretrained gland)``).
+    """
+    from adunet_lib.zones import pretrained as model
+
+    model.require_taps()  # before any case: the one-line error naming the extra
+    made_by = model.describe()
+    record = recorded(ctx.pretrained_gland_record).get("cases", {})
+    skipped: list[tuple[str, str]] = []
+    origins: dict[str, dict[str, str]] = {}
+    rows: list[dict[str, Any]] = []
+    new_datasets = dict(datasets)
+    todo = [(s, c) for s, cases in wanted.items() for c in cases]
+    seen: dict[str, str] = {}
+    for set_name, case in progress(todo, desc="pretrained gland", unit="case", enabled=show_progress):
+        cid = case.case_id
+        if cid in seen:
+            raise AdunetError(f"case id {cid} is in the {seen[cid]} and the {set_name} data; pretrained gland masks "
+                              "are named by case id, which must be unique")
+        seen[cid] = set_name
+        target = ctx.pretrained_gland_mask(cid)
+        inputs = fingerprint({"model": made_by}, files=[case.path_of("t2w")])
+        try:
+            loaded = _load(case)
+            if record.get(cid, {}).get("inputs") != inputs or not target.is_file():
+                target.unlink(missing_ok=True)
+                result = model.pretrained_gland(loaded.t2w, cid, case.path_of("t2w"), settings.min_gland_ml,
+                                                settings.max_gland_ml, ctx.device, log)
+                write_image(result.mask, target)
+                record[cid] = {"set": set_name, "made_by": made_by, "inputs": inputs, "gland_ml": round(result.ml, 2),
+                               "seconds": round(result.seconds, 1), "notes": list(result.notes)}
+                write_record(ctx.pretrained_gland_record, made_by, cases=record)
+        except CaseError as exc:
+            if on_error == "fail":
+                raise
+            skipped.append((cid, str(exc)))
+            continue
+        origins.setdefault(set_name, {})[cid] = "pretrained_gland"
+        if case.has_gland_mask and loaded.gland is not None:  # its own mask is the reference
+            rows.append({"case_id": cid, "role": f"{set_name} (pretrained gland)", **dataclasses.asdict(agreement(
+                Image(read_image(target).array, loaded.t2w.geometry), None, loaded.gland, margin_mm))})
+    skipped_ids = {cid for cid, _ in skipped}
+    for set_name, cases in wanted.items():
+        if not cases:
+            continue
+        replaced = {c.case_id: dataclasses.replace(c, gland=ctx.pretrained_gland_mask(c.case_id), zones=None)
+                    for c in cases if c.case_id in origins.get(set_name, {})}
+        new_datasets[set_name] = dataclasses.replace(
+            datasets[set_name], cases=tuple(replaced.get(c.case_id, c) for c in datasets[set_name]
+                                            if c.case_id not in skipped_ids))
+    columns = ["case_id", "role", *(f.name for f in dataclasses.fields(Agreement))]
+    return ZoneResult(new_datasets, origins, skipped, pd.DataFrame(rows, columns=columns))
