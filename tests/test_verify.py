@@ -12,10 +12,13 @@ from adunet_lib.report.verify import SPREAD, seed_spread, verify
 ROWS = [("nnU-Net baseline", "baseline", "test"), ("adU-Net(all bpMRI)", "adunet_all", "test")]
 
 
-def figures(folder, scores, cases=12):
+def figures(folder, scores, cases=12, delta=False):
     folder.mkdir(parents=True)
-    pd.DataFrame([{"Model": m, "model": k, "set": s, "cases": float(cases), "score": v, "auroc": v + 0.1}
-                  for (m, k, s), v in zip(ROWS, scores)]).to_csv(folder / "table2.csv", index=False)
+    frame = pd.DataFrame([{"Model": m, "model": k, "set": s, "cases": float(cases), "score": v, "auroc": v + 0.1}
+                          for (m, k, s), v in zip(ROWS, scores)])
+    if delta:  # Table II's paired difference to the baseline (none on the baseline's own row)
+        frame["delta_score"] = [float("nan")] + [v - scores[0] for v in scores[1:]]
+    frame.to_csv(folder / "table2.csv", index=False)
     pd.DataFrame({"model": ["fpgan", "fpgan"], "sequence": ["adc", "hbv"], "voxels": [10, 10],
                   "auroc": [0.7, 0.8]}).to_csv(folder / "map_quality.csv", index=False)
     return folder
@@ -67,11 +70,13 @@ def test_without_a_spread_any_difference_is_outside(tmp_path):
 def test_the_summary_gives_the_headline_with_its_seed_spread(tmp_path):
     from adunet_lib.report.summary import spread_lines
 
-    seeds = [figures(tmp_path / f"seed{k}", [0.70 + 0.01 * k, 0.75 - 0.01 * k]) for k in range(3)]
+    seeds = [figures(tmp_path / f"seed{k}", [0.70 + 0.01 * k, 0.75 - 0.01 * k], delta=True) for k in range(3)]
     lines = spread_lines(seed_spread(seeds, tmp_path / SPREAD))
     assert lines[0].startswith("Over 3 seeds")
     assert "- test, nnU-Net baseline score: 0.710 ± 0.010 (min 0.700, max 0.720)" in lines
     assert "- test, adU-Net(all bpMRI) score: 0.740 ± 0.010 (min 0.730, max 0.750)" in lines
+    # every variant's difference to the baseline, not only the best one's (#28)
+    assert "- test, adU-Net(all bpMRI) minus the baseline: +0.030 ± 0.020 (min +0.010, max +0.050)" in lines
     assert "case sampling" in lines[-1] and "training noise" in lines[-1]
 
 
