@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adunet_lib.anomaly_maps.maps import case_maps
+from adunet_lib.anomaly_maps.maps import VIEWER_SEQUENCE, case_maps, overlay_labels
 from adunet_lib.anomaly_models.inference import pseudo_healthy
 from adunet_lib.data.case import Case, load_case
 from adunet_lib.data.image import Image, read_image, write_image
@@ -203,8 +203,10 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
     detection = read_image(det).array
     box = pre.box.slices()
     volumes = {s: on_t2w[s].array[box] for s in SEQUENCES}
-    overlays = {"gland": pre.gland_in_box, "anomaly": maps["adc"].array[box], "detection": detection[box]}
-    save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}"), stage / f"{case_id}_overview.png")
+    overlays = {"gland": pre.gland_in_box, "anomaly": maps[VIEWER_SEQUENCE].array[box], "detection": detection[box]}
+    labels = overlay_labels(map_model) | {"detection": variant_spec(variant).display}
+    save_figure(static_montage(volumes, overlays, title=f"{case_id}: {variant}", labels=labels),
+                stage / f"{case_id}_overview.png")
     candidates = int(len(np.unique(detection[detection > 0])))
     made = None if masks else (case.zones or case.gland)
     result = Prediction(case_id, det, float(detection.max()), candidates, map_files, made, used)

@@ -41,7 +41,7 @@ fig4_patients: int = 4  # patients in Fig. 4
 
 # %%
 from adunet_lib.anomaly_maps import stage
-from adunet_lib.anomaly_maps.maps import case_overlays
+from adunet_lib.anomaly_maps.maps import case_overlays, overlay_labels
 from adunet_lib.anomaly_maps.params import MapsParams
 from adunet_lib.report.figures import save_figure, save_table
 from adunet_lib.report.viewer import case_viewer
@@ -81,4 +81,4 @@ save_figure(stage.figure4_of(ctx, params, maps, cases, slices), ctx.figure("fig4
 case = stage.viewer_case(cases)
 volumes, overlays = case_overlays(ctx, maps.shown[0], case["set"], case["case_id"])
 case_viewer(volumes, overlays, interactive=ctx.interactive, title=f"{case['case_id']} ({maps.shown[0]})",
-            save_to=ctx.figure("viewer_anomaly_maps.png"))
+            save_to=ctx.figure("viewer_anomaly_maps.png"), labels=overlay_labels(maps.shown[0]))

@@ -87,7 +87,7 @@ differences.round(4)
 # %%
 case_id, best, volumes, overlays = stage.viewer_overlays(ctx, cases, table, map_model, results)
 case_viewer(volumes, overlays, interactive=ctx.interactive, title=f"{case_id} — {best}",
-            save_to=ctx.figure("viewer_evaluation.png"))
+            save_to=ctx.figure("viewer_evaluation.png"), labels=stage.viewer_labels(map_model, best))
 
 # %% [markdown]
 # ## Run summary

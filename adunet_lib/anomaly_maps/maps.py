@@ -16,7 +16,10 @@ from scipy.ndimage import uniform_filter
 from adunet_lib.data.image import Image, read_image
 from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import CROPPED, SEQUENCES
+from adunet_lib.vocabulary import CROPPED, SEQUENCE_DISPLAY, SEQUENCES
+
+#: The sequence whose anomaly map the case viewers overlay.
+VIEWER_SEQUENCE = "adc"
 
 
 def blur(residual: np.ndarray, kernel_size: int) -> np.ndarray:
@@ -56,8 +59,16 @@ def case_overlays(ctx: RunContext, model: str, set_name: str, case_id: str) -> t
     pre = PreprocessedCase.from_run(ctx, set_name, case_id)
     box = pre.box.slices()
     volumes = {seq: ctx.case_image(set_name, case_id, seq).array[box] for seq in SEQUENCES}
-    overlays = {"gland": pre.gland_in_box, "anomaly": read_image(ctx.map_file(model, case_id, "adc")).array[box]}
+    overlays = {"gland": pre.gland_in_box,
+                "anomaly": read_image(ctx.map_file(model, case_id, VIEWER_SEQUENCE)).array[box]}
     lesion = ctx.case_image(set_name, case_id, "lesion")
     if lesion is not None:
         overlays["lesion"] = lesion.array[box]
     return volumes, overlays
+
+
+def overlay_labels(model: str, sequence: str = VIEWER_SEQUENCE) -> dict[str, str]:
+    """The viewer's ``labels`` for :func:`case_overlays`' anomaly map: its model and sequence."""
+    from adunet_lib.anomaly_models.registry import display_name
+
+    return {"anomaly": f"{display_name(model)} · {SEQUENCE_DISPLAY[sequence]}"}

@@ -218,17 +218,13 @@ def edit_table(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame) -> p
 
 def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: Sequence[str], kernel_size: int,
             patients: int = 4):
-    """The paper's Fig. 4: per patient, rows T2W/ADC/DWI; columns original, reconstructions, maps, lesion."""
-    import matplotlib.pyplot as plt
-
-    from adunet_lib.plotting import show_slice
-
+    """The paper's Fig. 4: per patient, rows T2W/ADC/DWI; columns original, reconstructions, maps, lesion
+    (drawn by :func:`draw_figure4`)."""
     candidates = slices[(slices["label"] == LESION) & slices["split"].isin([VAL, TEST])]
     chosen = (candidates.sort_values("lesion_voxels", ascending=False).drop_duplicates("case_id").head(patients))
-    n_cols = 2 + 2 * len(models)
-    fig, axes = plt.subplots(3 * len(chosen), n_cols, figsize=(1.7 * n_cols, 1.7 * 3 * len(chosen)), squeeze=False)
     cache: dict = {}
-    for p, (_, row) in enumerate(chosen.iterrows()):
+    panels = []
+    for _, row in chosen.iterrows():
         st = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).stack(CROPPED)
         k = int(row["slice"])
         images = st.images[:, k:k + 1]
@@ -238,17 +234,60 @@ def figure4(ctx: RunContext, cases: pd.DataFrame, slices: pd.DataFrame, models: 
                     reconstruct_stack(ctx, m, images.transpose(1, 0, 2, 3), CROPPED, gland[:, None].astype(np.float32),
                                       cache).transpose(1, 0, 2, 3)) for m in models}
         maps = {m: slice_maps(images, recs[m], gland, kernel_size) for m in models}
-        vmax = max(float(maps[m].max()) for m in models) or 1.0
+        panels.append({"case_id": row["case_id"], "images": images[:, 0], "lesion": st.lesion[k],
+                       "recs": {m: recs[m][:, 0] for m in models}, "maps": {m: maps[m][:, 0] for m in models}})
+    return draw_figure4(panels, models)
+
+
+def _map_title(model: str, sequence: str) -> str:
+    title = f"map {display_name(model)} · {SEQUENCE_DISPLAY[sequence]}"
+    return title if len(title) <= 22 else title.replace(" · ", "\n· ")
+
+
+def draw_figure4(panels: Sequence[dict], models: Sequence[str]):
+    """Fig. 4 from its arrays: each panel dict holds ``case_id``, ``images`` (sequence, y, x), ``lesion``
+    (y, x), ``recs`` and ``maps`` (model → (sequence, y, x)).
+
+    Per patient one colour scale for every map (a colourbar beside the map columns, labelled with what a
+    map is); the lesion outline on the original and on every map, named by a legend below."""
+    import matplotlib.pyplot as plt
+
+    from adunet_lib.plotting import MAP_LABEL, OVERLAY_COLOURS, drawn_outlines, outline_legend, show_slice
+
+    n_maps = len(models)
+    # columns: original, reconstructions, maps, their colourbar, lesion mask
+    widths = [1.0] * (1 + 2 * n_maps) + [0.09, 1.0]
+    n_cols = len(widths)
+    rows = 3 * max(1, len(panels))
+    fig = plt.figure(figsize=(1.7 * (n_cols - 1) + 0.9, 1.75 * rows + 0.4), layout="constrained")
+    grid = fig.add_gridspec(rows, n_cols, width_ratios=widths)
+    drawn: list[str] = []
+    for p, panel in enumerate(panels):
+        maps = panel["maps"]
+        vmax = max(float(maps[m].max()) for m in models) if models else 1.0
+        vmax = vmax or 1.0
+        lesion = {"lesion": panel["lesion"]}
+        shown = None
         for c, seq in enumerate(SEQUENCES):
             r = 3 * p + c
-            lesion = st.lesion[k]
-            show_slice(axes[r, 0], images[c, 0], f"{row['case_id']} {SEQUENCE_DISPLAY[seq]}", vmin=0, vmax=1)
+            show_slice(fig.add_subplot(grid[r, 0]), panel["images"][c], f"{panel['case_id']} {SEQUENCE_DISPLAY[seq]}",
+                       lesion, vmin=0, vmax=1, fontsize=7)
             for j, m in enumerate(models):
-                show_slice(axes[r, 1 + j], recs[m][c, 0], display_name(m), vmin=0, vmax=1)
-                show_slice(axes[r, 1 + len(models) + j], maps[m][c, 0], f"map {display_name(m)}", cmap="inferno",
-                           vmin=0, vmax=vmax)
-            show_slice(axes[r, n_cols - 1], lesion.astype(float), "lesion mask", vmin=0, vmax=1)
-    fig.tight_layout()
+                show_slice(fig.add_subplot(grid[r, 1 + j]), panel["recs"][m][c], f"G(x) {display_name(m)}",
+                           vmin=0, vmax=1, fontsize=7)
+                shown = show_slice(fig.add_subplot(grid[r, 1 + n_maps + j]), maps[m][c], _map_title(m, seq), lesion,
+                                   cmap="inferno", vmin=0, vmax=vmax, fontsize=7)
+            mask_ax = fig.add_subplot(grid[r, n_cols - 1])
+            show_slice(mask_ax, panel["lesion"].astype(float), "lesion mask", vmin=0, vmax=1, fontsize=7)
+            if np.any(panel["lesion"]):
+                mask_ax.contour(panel["lesion"].astype(float), levels=[0.5], colors=[OVERLAY_COLOURS["lesion"]],
+                                linewidths=1.0)
+            drawn += drawn_outlines(lesion)
+        if shown is not None:
+            bar = fig.colorbar(shown, cax=fig.add_subplot(grid[3 * p:3 * p + 3, n_cols - 2]))
+            bar.set_label(f"{MAP_LABEL}\n(one scale per patient)", fontsize=7)
+            bar.ax.tick_params(labelsize=6)
+    outline_legend(fig, drawn)
     return fig
 
 

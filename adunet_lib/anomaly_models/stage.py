@@ -258,40 +258,44 @@ def figure3(ctx: RunContext, models: Sequence[str] | None, data: SliceData, sequ
     run), side by side (rows: slice × sequence)."""
     import matplotlib.pyplot as plt
 
-    from adunet_lib.plotting import show_slice
+    from adunet_lib.plotting import drawn_outlines, outline_legend, show_slice
 
     models = list(models) if models is not None else trained_models(ctx)
     recs = {m: reconstruct_stack(ctx, m, data.images, CROPPED, data.masks) for m in models}
     seqs = range(len(SEQUENCES)) if sequence_index is None else [sequence_index]
     rows = [(i, c) for i in range(len(data)) for c in seqs]
-    fig, axes = plt.subplots(len(rows), 1 + len(models), figsize=(1.8 * (1 + len(models)), 1.8 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1 + len(models), figsize=(1.8 * (1 + len(models)), 1.8 * len(rows) + 0.3),
+                             squeeze=False, layout="constrained")
+    drawn: list[str] = []
     for r, (i, c) in enumerate(rows):
         lesion = data.lesions[i, 0]
         label = f"{data.index.loc[i, 'case_id']} z={data.index.loc[i, 'z']} {SEQUENCE_DISPLAY[SEQUENCES[c]]}"
         show_slice(axes[r, 0], data.images[i, c], f"original\n{label}", {"lesion": lesion}, vmin=0, vmax=1)
+        drawn += drawn_outlines({"lesion": lesion})
         for k, m in enumerate(models):
             show_slice(axes[r, k + 1], recs[m][i, c], display_name(m), vmin=0, vmax=1)
-    fig.tight_layout()
+    outline_legend(fig, drawn)
     return fig
 
 
 def loss_figure(ctx: RunContext, model: str):
-    """Loss curves of every folder of ``model`` (one panel per loss term)."""
+    """Loss curves of every folder of ``model`` (one panel per loss term; axes labelled, a legend entry per
+    folder's curve)."""
     import matplotlib.pyplot as plt
 
     folders = sorted(p for p in (ctx.models_dir / model).iterdir() if (p / "losses.csv").is_file())
     histories = {p.name: pd.read_csv(p / "losses.csv") for p in folders}
     terms = sorted({c for h in histories.values() for c in h.columns if c not in ("iteration", "lr")})
-    fig, axes = plt.subplots(1, max(1, len(terms)), figsize=(3.2 * max(1, len(terms)), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(terms)), figsize=(3.2 * max(1, len(terms)), 2.8), squeeze=False,
+                             layout="constrained")
     for ax, term in zip(axes[0], terms):
         for name, h in histories.items():
             if term in h:
                 ax.plot(h["iteration"], h[term], label=name)
         ax.set_title(f"{display_name(model)}: {term}", fontsize=9)
         ax.set_xlabel("iteration")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7, title="model folder", title_fontsize=7)
     return fig
 
 

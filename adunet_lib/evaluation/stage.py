@@ -136,44 +136,68 @@ def table2_markdown(table: pd.DataFrame, n_bootstrap: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Line styles and markers that tell models apart where their curves coincide (one pair per model, in order).
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def curve_style(index: int) -> dict:
+    """The ``index``-th model's line style, marker and marker spacing; the markers of successive models are
+    staggered along the curve, so even identical curves show every model's markers."""
+    return {"ls": LINE_STYLES[index % len(LINE_STYLES)], "marker": MARKERS[index % len(MARKERS)],
+            "markevery": (0.025 * (index % 4), 0.1), "markersize": 4, "lw": 1.4, "markerfacecolor": "none"}
+
+
 def roc_pr_figure(per_model: Mapping[str, object], title: str):
-    """Patient-level ROC and lesion-level precision–recall curves, one line per model."""
+    """Patient-level ROC and lesion-level precision–recall curves, one line per model.
+
+    Each model has its own colour, line style and markers (coinciding curves stay apart); each panel's
+    legend sits below its axes, never on the curves."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
-    fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
-    for name, m in per_model.items():
-        roc.plot(m.case_FPR, m.case_TPR, label=f"{display(name)} ({m.auroc:.3f})")
-        pr.plot(m.recall, m.precision, label=f"{display(name)} ({m.AP:.3f})")
-    roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    roc.set(xlabel="False positive rate (patients)", ylabel="True positive rate", title=f"ROC — {title}")
-    pr.set(xlabel="Recall (lesions)", ylabel="Precision", title=f"Precision–recall — {title}", xlim=(0, 1), ylim=(0, 1.02))
-    roc.legend(fontsize=7, loc="lower right")
-    pr.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    rows = (len(per_model) + 1) // 2
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(10, 4.4 + 0.25 * rows), layout="constrained")
+    for i, (name, m) in enumerate(per_model.items()):
+        style = curve_style(i)
+        roc.plot(m.case_FPR, m.case_TPR, label=f"{display(name)} (AUROC {m.auroc:.3f})", **style)
+        pr.plot(m.recall, m.precision, label=f"{display(name)} (AP {m.AP:.3f})", **style)
+    roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
+    roc.set(xlabel="False positive rate (patients)", ylabel="True positive rate", title=f"ROC — {title}",
+            xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    pr.set(xlabel="Recall (lesions)", ylabel="Precision", title=f"Precision–recall — {title}", xlim=(0, 1.02),
+           ylim=(0, 1.02))
+    for ax in (roc, pr):
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     return fig
 
 
 def forest_figure(diff: pd.DataFrame, title: str):
-    """Differences vs the baseline (AUROC, AP, Average) with 95 % CIs, one row per variant."""
+    """Differences vs the baseline (AUROC, AP, Average) with 95 % CIs, one row per variant; each panel's
+    p-values in a column at its right, outside the axes."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
     metrics = [("auroc", "Δ AUROC"), ("ap", "Δ AP"), ("score", "Δ Average")]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 0.6 * max(2, diff["model"].nunique()) + 1.2), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.6 * max(2, diff["model"].nunique()) + 1.6), sharey=True,
+                             layout="constrained")
     for ax, (key, label) in zip(axes, metrics):
         d = diff[diff["metric"] == key].reset_index(drop=True)
         y = np.arange(len(d))[::-1]
-        ax.errorbar(d["delta"], y, xerr=[d["delta"] - d["lo"], d["hi"] - d["delta"]], fmt="o", capsize=3)
+        ax.errorbar(d["delta"], y, xerr=[d["delta"] - d["lo"], d["hi"] - d["delta"]], fmt="o", capsize=3,
+                    label="difference, 95 % CI")
         ax.axvline(0, color="grey", lw=0.8, ls="--")
         ax.set_yticks(y, [display(m) for m in d["model"]])
-        ax.set_xlabel(label)
+        ax.set_ylim(-0.6, max(len(d) - 0.4, 0.6))
+        ax.set_xlabel(f"{label} (variant − baseline)")
+        ax.set_title(label, fontsize=9)
         for yi, p in zip(y, d["p_value"]):
-            ax.annotate(f"p={p:.2f}", (1.0, yi), xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
+            ax.annotate(f"p={p:.2f}", (1.02, yi), xycoords=("axes fraction", "data"), fontsize=7, ha="left",
+                        va="center", annotation_clip=False)
     fig.suptitle(f"adU-Net variants vs nnU-Net baseline — {title}", fontsize=10)
-    fig.tight_layout()
+    fig.get_layout_engine().set(wspace=0.08)
     return fig
 
 
@@ -192,3 +216,10 @@ def viewer_overlays(ctx: RunContext, cases: pd.DataFrame, table: pd.DataFrame, m
     box = PreprocessedCase.from_run(ctx, row["set"], row["case_id"]).box.slices()
     overlays["detection"] = read_image(ctx.detection_map(best, split, row["case_id"])).array[box]
     return row["case_id"], best, volumes, overlays
+
+
+def viewer_labels(map_model: str, best: str) -> dict[str, str]:
+    """The evaluation viewer's ``labels``: the anomaly map's model and sequence, the detection map's variant."""
+    from adunet_lib.anomaly_maps.maps import overlay_labels
+
+    return overlay_labels(map_model) | {"detection": display(best)}

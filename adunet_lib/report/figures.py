@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from adunet_lib.fileio import atomic_path, write_text
-from adunet_lib.plotting import OVERLAY_COLOURS, show_slice
+from adunet_lib.plotting import OVERLAY_COLOURS, drawn_outlines, outline_legend, show_slice
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
@@ -61,21 +61,26 @@ def preprocessing_figure(rows: Sequence[dict[str, Any]], sequences: Sequence[str
 
     Each row dict holds ``case_id``, ``original`` (seq → 2D array on the T2W grid), ``box`` ((x0, y0,
     x1, y1) on that slice), ``gland`` and ``lesion`` (2D, T2W grid), ``cropped`` (seq → 2D model slice,
-    unmasked), ``masked`` (seq → 2D model slice) and ``lesion_model`` (2D model grid).
+    unmasked), ``masked`` (seq → 2D model slice) and ``lesion_model`` (2D model grid). A legend below
+    names every outline colour drawn (crop box, gland, lesion).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     n_cols = 3 * len(sequences)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols, 2.0 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols, 2.0 * len(rows) + 0.4), squeeze=False,
+                             layout="constrained")
+    drawn: list[str] = []
     for r, row in enumerate(rows):
         for s, seq in enumerate(sequences):
             ax = axes[r, 3 * s]
-            show_slice(ax, row["original"][seq], f"{row['case_id']} {seq}",
-                       {"gland": row["gland"], "lesion": row["lesion"]})
+            outlines = {"gland": row["gland"], "lesion": row["lesion"]}
+            show_slice(ax, row["original"][seq], f"{row['case_id']} {seq}", outlines)
             x0, y0, x1, y1 = row["box"]
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=OVERLAY_COLOURS["box"], lw=1))
-            show_slice(axes[r, 3 * s + 1], row["cropped"][seq], "cropped", {"lesion": row["lesion_model"]}, vmin=0, vmax=1)
-            show_slice(axes[r, 3 * s + 2], row["masked"][seq], "masked", {"lesion": row["lesion_model"]}, vmin=0, vmax=1)
-    fig.tight_layout()
+            cropped = {"lesion": row["lesion_model"]}
+            show_slice(axes[r, 3 * s + 1], row["cropped"][seq], "cropped", cropped, vmin=0, vmax=1)
+            show_slice(axes[r, 3 * s + 2], row["masked"][seq], "masked", cropped, vmin=0, vmax=1)
+            drawn += ["box", *drawn_outlines(outlines), *drawn_outlines(cropped)]
+    outline_legend(fig, drawn)
     return fig
