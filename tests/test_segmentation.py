@@ -47,25 +47,32 @@ def test_exported_dataset_passes_nnunets_own_integrity_check(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_nnunet_train_and_predict_on_cpu(tiny_run):
+    """A single-map variant (the smoke series trains the baseline and adU-Net(all)) through real nnU-Net,
+    with PI-CAI's baseline's choices ``loss: focal_ce`` and ``checkpoint: best``: the fold trains with the
+    focal loss, and predicting needs only ``checkpoint_best.pth``. (``lesion_threshold: dynamic`` is left
+    out: on this one-epoch model's near-uniform softmax it takes up to 134 s a case.)"""
     from adunet_lib.evaluation.stage import evaluate_all
-    from adunet_lib.segmentation.stage import SegmentationSettings, run_all
+    from adunet_lib.segmentation.stage import SegmentationSettings, run_all, train_folds
 
     ctx, tables = tiny_run
     settings = SegmentationSettings(configuration="2d", target_spacing=(3.0, 2.0, 2.0), epochs=1,
-                                    iterations_per_epoch=2, val_iterations_per_epoch=1, folds=(0,), mirroring=False)
+                                    iterations_per_epoch=2, val_iterations_per_epoch=1, folds=(0,), mirroring=False,
+                                    loss="focal_ce", checkpoint="best")
     log = []
-    # a single-map variant (the smoke series trains the baseline and adU-Net(all))
-    timings = run_all(ctx, ["adunet_adc"], tables.cases, "dense_ae", settings, log=log.append)
-    assert list(timings["variant"]) == ["adunet_adc"]
+    assert train_folds(ctx, "adunet_adc", [0], tables.cases, "dense_ae", settings, log=log.append) == 1
     assert any("Epoch 0" in line for line in log)  # nnU-Net's own training output is shown
-    for variant in ("adunet_adc",):
-        assert len(list(ctx.nnunet_results.glob(f"*{variant}/nnUNetTrainer__nnUNetPlans__2d/fold_0/adunet_trained.json"))) == 1
-        for split, ids in (("val", tables.cases.query("split == 'val'")["case_id"]),
-                           ("test", tables.cases.query("split == 'test'")["case_id"])):
-            for cid in ids:
-                det = read_image(ctx.detection_map(variant, split, cid))
-                t2w = read_image(ctx.case_file(tables.cases.set_index("case_id").loc[cid, "set"], cid, "t2w"))
-                assert det.geometry == t2w.geometry and det.array.min() >= 0
+    fold = next(ctx.nnunet_results.glob("*adunet_adc/nnUNetTrainer__nnUNetPlans__2d/fold_0"))
+    assert (fold / "adunet_trained.json").is_file()
+    assert "FocalAndCrossEntropy" in (fold / "debug.json").read_text(encoding="utf-8")
+    (fold / "checkpoint_final.pth").unlink()  # what predicts now can only be the best epoch's weights
+    timings = run_all(ctx, ["adunet_adc"], tables.cases, "dense_ae", settings, log=lambda _: None)
+    assert list(timings["variant"]) == ["adunet_adc"]
+    for split, ids in (("val", tables.cases.query("split == 'val'")["case_id"]),
+                       ("test", tables.cases.query("split == 'test'")["case_id"])):
+        for cid in ids:
+            det = read_image(ctx.detection_map("adunet_adc", split, cid))
+            t2w = read_image(ctx.case_file(tables.cases.set_index("case_id").loc[cid, "set"], cid, "t2w"))
+            assert det.geometry == t2w.geometry and det.array.min() >= 0
     # a second run finds everything done and runs no nnU-Net step
     again = run_all(ctx, ["adunet_adc"], tables.cases, "dense_ae", settings, log=lambda _: None)
     assert (again["steps"] == 0).all()
@@ -130,24 +137,3 @@ def test_paper_settings_for_the_segmentation_are_checked_by_name():
     assert (settings.loss, settings.checkpoint, settings.lesion_threshold) == ("focal_ce", "best", "dynamic")
     with pytest.raises(ParamsError, match="segmentation checkpoint must be one of final, best, not 'model_best'"):
         SegmentationSettings(checkpoint="model_best")
-
-
-@pytest.mark.slow
-def test_picais_loss_trains_and_the_best_checkpoint_predicts(tiny_run):
-    """segmentation ``loss: focal_ce``, ``checkpoint: best`` (PI-CAI's baseline's choices) run through
-    real nnU-Net: the fold trains with the focal loss, and predicting needs only ``checkpoint_best.pth``.
-    (``lesion_threshold: dynamic`` is left out: on this one-epoch model's near-uniform softmax it takes
-    up to 134 s a case.)"""
-    from adunet_lib.segmentation.stage import SegmentationSettings, run_all, train_folds
-
-    ctx, tables = tiny_run
-    settings = SegmentationSettings(configuration="2d", target_spacing=(3.0, 2.0, 2.0), epochs=1, iterations_per_epoch=2,
-                                    val_iterations_per_epoch=1, folds=(0,), mirroring=False, base_dataset_id=700,
-                                    loss="focal_ce", checkpoint="best")
-    assert train_folds(ctx, "adunet_t2w", [0], tables.cases, "dense_ae", settings, log=lambda _: None) == 1
-    fold = next(ctx.nnunet_results.glob("Dataset70*_adunet_t2w/nnUNetTrainer__nnUNetPlans__2d/fold_0"))
-    assert "FocalAndCrossEntropy" in (fold / "debug.json").read_text(encoding="utf-8")
-    (fold / "checkpoint_final.pth").unlink()  # what predicts now can only be the best epoch's weights
-    run_all(ctx, ["adunet_t2w"], tables.cases, "dense_ae", settings, log=lambda _: None)
-    val = tables.cases.query("split == 'val'")["case_id"]
-    assert all(ctx.detection_map("adunet_t2w", "val", cid).is_file() for cid in val)

@@ -162,7 +162,7 @@ def roc_pr_figure(per_model: Mapping[str, object], title: str):
     for i, (name, m) in enumerate(per_model.items()):
         style = curve_style(i)
         roc.plot(m.case_FPR, m.case_TPR, label=f"{display(name)} (AUROC {m.auroc:.3f})", **style)
-        pr.plot(m.recall, m.precision, label=f"{display(name)} (AP {m.AP:.3f})", **style)
+        pr.plot(m.recall, m.precision, label=f"{display(name)} (AP {max(m.AP, 0.0):.3f})", **style)
     roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
     roc.set(xlabel="False positive rate (patients)", ylabel="True positive rate", title=f"ROC — {title}",
             xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
