@@ -79,6 +79,14 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rehearse(args: argparse.Namespace) -> int:
+    from adunet_lib.runner.rehearsal import rehearse_command
+
+    rehearse_command(args.params, args.studies, args.out, device=args.device, batch_size=args.batch_size,
+                     nnunet=not args.no_nnunet, predict_slices=args.predict_slices)
+    return 0
+
+
 GLAND_MODEL_HELP = ("which model makes the crop mask when none is given: run (the run's zone model, PZ/TZ), "
                     "pretrained (lavlab-taps' whole gland; pip install -e \".[gland]\"), auto (default: pretrained "
                     "where installed and the run has no zone model, or one trained on phantoms only; else the run's)")
@@ -193,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cost per iteration (default figures/paper-rehearsal/cost_per_iteration.csv of the project)")
     p.add_argument("--format", choices=["text", "md"], default="text", help="plain text (default) or Markdown")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser("rehearse", help="every network of a params file at its sizes, one training step and one "
+                                        "translation each, and one nnU-Net step + prediction on real studies at its "
+                                        "configuration: the shape and memory bugs of a GPU-days run, in minutes")
+    p.add_argument("params", help="params YAML, e.g. params/paper.yaml")
+    p.add_argument("--studies", default=None, metavar="FOLDER",
+                   help="real studies for the nnU-Net step (any layout adunet reads; two with a gland or zone mask)")
+    p.add_argument("--no-nnunet", action="store_true", help="rehearse the reconstruction networks only")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=2, help="slices per training iteration (default 2)")
+    p.add_argument("--predict-slices", type=int, default=0, metavar="N",
+                   help="predict only the middle N slices of the held-out study (default: all of them)")
+    p.add_argument("--out", default=None, metavar="CSV", help="default runs/<params>-rehearsal/rehearsal.csv")
+    p.set_defaults(func=_rehearse)
 
     p = sub.add_parser("verify", help="compare a regenerated figures folder with the committed one, table by table, "
                                       "against the committed seed spread; non-zero exit when outside")

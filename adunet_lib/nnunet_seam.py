@@ -193,6 +193,7 @@ class TrainRequest(_Request):
     batch_size: int | None = None  # None: nnU-Net's plan
     num_gpus: int = 1
     loss: str = "dice_ce"
+    patch_size: tuple[int, ...] | None = None  # None: nnU-Net's plan; else a smaller patch (``adunet rehearse``)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,11 +35,7 @@ that carries across machines); then the same for translation (``reconstruct``) p
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
-import os
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,12 +46,11 @@ from _common import add_torch_options, start
 from torch.utils.flop_counter import FlopCounterMode
 
 from adunet_lib.anomaly_models import available, create
-from adunet_lib.anomaly_models.base import ReconstructionModel, SliceBatch, speed_switches
+from adunet_lib.anomaly_models.base import SliceBatch, speed_switches
 from adunet_lib.anomaly_models.registry import get
-from adunet_lib.runner.params import load_params
+from adunet_lib.runner.rehearsal import PeakMemory, iteration_kinds, models_at_size  # noqa: F401 (gpu_check, bench_plan_costs)
 
 REPO = Path(__file__).resolve().parents[1]
-BLOCKS = ("autoencoders", "diffusion", "fixed_point_gan")
 #: every speed switch of a registered model (the shared SpeedOptions and model-specific ones)
 SPEED_OPTIONS = tuple(dict.fromkeys(o for m in available() for o in speed_switches(get(m).Config)))
 #: DDIM steps actually run when timing the DDPM's translation (scaled to its ddim_steps)
@@ -64,74 +59,9 @@ DDIM_PROBE_STEPS = 2
 
 def settings_of(params_name: str) -> dict[str, dict[str, Any]]:
     """{model: {config, image_size, batch_size, channels, iterations}} from ``params/<name>.yaml``."""
-    blocks = load_params(REPO / "params" / f"{params_name}.yaml").blocks
-    size = int(blocks["preprocessing"]["slice_size"])
-    out = {}
-    for block in BLOCKS:
-        b = blocks[block]
-        channels = 1 if b["channels"] == "per_sequence" else 3
-        for model, config in b["models"].items():
-            out[model] = {"config": dict(config or {}), "image_size": size, "batch_size": int(b["batch_size"]),
-                          "channels": channels, "iterations": int(b["iterations"])}
-    return out
-
-
-def iteration_kinds(model: ReconstructionModel, iterations: int) -> list[tuple[int, float, str]]:
-    """(step counter, share of a training run, label) for each kind of iteration the model has."""
-    c = model.config
-    if model.name == "fpgan" and c.n_critic > 1:
-        return [(0, (c.n_critic - 1) / c.n_critic, "critic"), (c.n_critic - 1, 1 / c.n_critic, "critic+G")]
-    if model.name == "ddpm" and 0 < c.classifier_iterations < iterations:
-        share = c.classifier_iterations / iterations
-        return [(0, share, "+classifier"), (c.classifier_iterations, 1 - share, "DDPM only")]
-    return [(0, 1.0, "")]
-
-
-class PeakMemory:
-    """Peak memory of a phase: CUDA's allocator peak, or the resident set's rise sampled by a thread."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak = 0
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    @staticmethod
-    def _trim() -> None:
-        """Hand freed heap memory back to the system (glibc), so the phase's own rise is visible."""
-        libc = ctypes.util.find_library("c")
-        if libc:
-            trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
-            if trim is not None:
-                trim(0)
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            return self
-        self._trim()
-        self._base = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss() - self._base)
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._rss() - self._base)
+    return {m.name: {"config": dict(m.config), "image_size": m.image_size, "batch_size": m.batch_size,
+                     "channels": m.channels, "iterations": m.iterations}
+            for m in models_at_size(REPO / "params" / f"{params_name}.yaml")}
 
 
 def _sync(device: torch.device) -> None:

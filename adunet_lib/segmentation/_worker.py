@@ -130,6 +130,10 @@ def _train(args: TrainRequest, rank: int, world: int) -> None:
     if args.batch_size:
         # a smaller batch than nnU-Net's plan: the budget knob of CPU demos (the plan stays on disk as is)
         plans["configurations"][args.configuration]["batch_size"] = args.batch_size
+    if args.patch_size:
+        # a smaller patch than the plan's: the rehearsal's cut (the network, planned from the patch, stays;
+        # the trainer, its checkpoint's plans and so prediction use the smaller patch)
+        plans["configurations"][args.configuration]["patch_size"] = list(args.patch_size)
     dataset_json = load_json(str(base / DATASET_JSON))
     device = torch.device(args.device)
 
