@@ -20,7 +20,7 @@ def rehearsal(repo, realdata, tmp_path_factory):
     out = tmp_path_factory.mktemp("rehearsal") / "rehearsal.csv"
     proc = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "rehearse", "params/paper.yaml",
                            "--studies", str(realdata), "--batch-size", "1", "--predict-slices", "8", "--out", str(out)],
-                          cwd=repo, capture_output=True, text=True, timeout=1200)
+                          cwd=repo, capture_output=True, text=True, encoding="utf-8", timeout=1200)
     rows = list(csv.DictReader(out.open(encoding="utf-8"))) if out.is_file() else []
     return proc, {row["item"]: row for row in rows}
 
@@ -68,7 +68,7 @@ def test_a_paper_size_that_no_network_takes_stops_naming_the_model(repo, tmp_pat
     bad.write_text(yaml.safe_dump(params), encoding="utf-8")
     out = tmp_path / "rehearsal.csv"
     proc = subprocess.run([sys.executable, "-m", "adunet_lib.cli", "rehearse", str(bad), "--no-nnunet", "--out", str(out)],
-                          cwd=repo, capture_output=True, text=True, timeout=600)
+                          cwd=repo, capture_output=True, text=True, encoding="utf-8", timeout=600)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if "dense_ae" in line]
     assert errors and "120" in errors[0], proc.stderr[-1000:]
