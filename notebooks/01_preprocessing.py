@@ -105,7 +105,7 @@ for name, ds in datasets.items():
 
 # %%
 zones = zone_stage.run_zone_stage(
-    ctx, datasets, params.mask_source, ZoneSettings.from_params(params.zone_model, seed=params.seed),
+    ctx, datasets, params.mask_source, ZoneSettings.from_params(params.zone_model, params.seed, ctx.data_seed),
     extra=[stage.open_extra(p) for p in params.zone_training_data], margin_mm=params.crop_margin_mm,
     on_error=params.on_case_error)
 stage.write_zone_quality(ctx, zones.quality)

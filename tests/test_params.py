@@ -134,8 +134,9 @@ def test_papermill_parses_every_parameter_line(repo):
 
 def test_paper_yaml_settings_from_the_paper_and_the_reference_code_reach_the_models(repo):
     """#27: the classifier's batch 10 and attention at 16 (the paper), Baur's bottlenecks, PI-CAI's
-    lesion candidates; nnU-Net's own loss and checkpoint (PI-CAI's are offered, not chosen); the demo
-    and smoke files keep the settings their figures were made with."""
+    lesion candidates; Wolleb's class-conditional DDPM (measured better or equal); nnU-Net's own loss and
+    checkpoint (PI-CAI's are offered, not chosen); the demo and smoke files keep the settings their figures
+    were made with."""
     from torch import nn
 
     from adunet_lib.anomaly_models import create
@@ -146,7 +147,7 @@ def test_paper_yaml_settings_from_the_paper_and_the_reference_code_reach_the_mod
     assert paper["diffusion"]["batch_size"] == 10
     ddpm = get("ddpm").resolve_config(dict(paper["diffusion"]["models"]["ddpm"]))
     assert tuple(ddpm.classifier_attention_resolutions) == (16,) == tuple(ddpm.attention_resolutions)
-    assert ddpm.class_conditional is False  # Wolleb's conditional DDPM awaits a measurement
+    assert ddpm.class_conditional is True  # Wolleb's, chosen by figures/bench/ddpm_class_conditional.txt
     for name in ("dense_ae", "spatial_ae"):
         hyper = dict(paper["autoencoders"]["models"][name])
         assert hyper["bottleneck_design"] == "baur"

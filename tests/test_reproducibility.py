@@ -20,6 +20,7 @@ from conftest import REPO, series_params
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # about 400 s on 2 cores: python -m pytest -m heavy
 def test_a_killed_rerun_as_cluster_jobs_restarts_to_byte_identical_tables_and_verify_tells_a_broken_one(
         smoke_series, tmp_path, capsys):
     """Notebooks 02–07 run a second time, from notebook 01's outputs, in another folder — this time as the

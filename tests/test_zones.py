@@ -208,3 +208,37 @@ def test_predict_on_px0218_through_the_pretrained_gland(smoke_series, realdata, 
     record = json.loads((out / "px0218_0218_prediction.json").read_text(encoding="utf-8"))
     assert record["gland_model"] == "pretrained" and "lavlab-taps" in record["zones"]
     assert record["zone_mask"].endswith("_gland.nii.gz") and not (out / "px0218_0218_zones.nii.gz").exists()
+
+
+def test_the_zone_models_held_out_cases_follow_data_seed_not_the_training_seed(tmp_path, monkeypatch):
+    """A seed spread holds the cohort and the folds by ``data_seed`` (#28): another training ``seed`` must not
+    move which studies the zone model holds out, or the spread's zones.csv compares other cases per seed."""
+    from adunet_lib.data.readers import open_dataset
+    from adunet_lib.data.synthetic import synthesize_cohort
+    from adunet_lib.run_folder import RunContext
+    from adunet_lib.zones import stage as zone_stage
+    from adunet_lib.zones.model import ZoneSettings
+
+    data = open_dataset(synthesize_cohort(tmp_path / "d", cases=9, without_masks=3, show_progress=False))
+
+    class Exported(Exception):
+        pass
+
+    def held_out(seed: int, fold_seed: int | None) -> set[str]:
+        seen = {}
+
+        def export(ctx, name, train, folds, settings, show_progress):
+            seen.update(folds)
+            raise Exported
+
+        monkeypatch.setattr(zone_stage, "_export_training", export)
+        ctx = RunContext.create(tmp_path / f"run_{seed}_{fold_seed}", tmp_path / "figures", seed=seed)
+        settings = ZoneSettings.from_params({"n_folds": 3, "folds": [0]}, seed, fold_seed)
+        with pytest.raises(Exported):
+            zone_stage.run_zone_stage(ctx, {"internal": data}, {"internal": "files_then_predicted"}, settings,
+                                      show_progress=False)
+        return {case for case, fold in seen.items() if fold == 0}
+
+    reference = held_out(0, 0)
+    assert reference and held_out(1, 0) == reference == held_out(2, 0)
+    assert any(held_out(k, k) != reference for k in (1, 2, 3))  # drawn by the fold seed, not fixed

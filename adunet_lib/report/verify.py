@@ -7,14 +7,19 @@ folders are compared per table:
 * **identical** — every cell equal (to 1e-12) and the same rows and columns;
 * **within spread** — every differing cell differs from the reference by no more than the spread the
   reference folder commits for it (``spread.csv``: the same cell over several training seeds). The
-  allowance (:data:`SD_MULTIPLE`) is the larger of the seeds' min–max range for that cell and
-  6 × its sd, where the sd is never taken below the typical (median) sd of its column in that table: five
-  seeds give a noisy sd per cell (one seed pair may happen to agree), while a column's cells move alike. A
-  cell with no spread of its own (a row the spread's runs did not have) is judged by its column's
-  typical sd. Another CPU or thread count runs other kernels, so its floats drift as another seed's do;
-  six sd of that drift keeps a few thousand cells from failing by chance (under normal noise a cell passes
-  with probability 1 − 2·10⁻⁵) while a changed method that moves a column beyond its seed noise fails.
-  Counts that no seed moves (cases, positives) keep a spread of zero: they must match exactly.
+  allowance is the larger of the seeds' min–max range for that cell and :data:`SD_MULTIPLE` × its sd,
+  where the sd is never taken below its column's floor: the median sd of the cells of that column (in
+  that table) that move at all. Five seeds give a noisy sd per cell (a few seeds may happen to agree),
+  while a column's cells move alike; and a count that a predicted mask decides (Table I's slices, a crop
+  box's size in whole voxels) may agree over the seeds in one row although it moves in others — another
+  thread count moves the zone model's masks by a voxel, and its count by one step. A cell with no spread
+  of its own (a row the spread's runs did not have) is judged by its column's floor. Another CPU or
+  thread count runs other kernels, so its floats drift as another seed's do. Counts that no seed moves
+  anywhere in their column (cases, positives) have a floor of zero: they must match exactly.
+  The multiple is calibrated, not guessed: ``benchmarks/verify_calibration.py`` holds each seed out in
+  turn (a held-out seed must pass against the others' spread), checks a rerun with another thread count
+  (must pass) and a run with a changed setting (must fail); its printout is committed beside the spread
+  (``verify_calibration.txt``).
 * **outside spread** — a cell differs by more (or has no spread to be judged by), or rows are missing.
 
 Figures (PNG) are drawn from these tables, so they are compared through them, not pixel by pixel.
@@ -27,6 +32,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -42,7 +48,7 @@ SPREAD = "spread.csv"
 KEY_NUMBERS = {"paper SSIM", "paper PSNR (dB)"}
 EXACT = 1e-12
 #: How many (column-floored) seed sds a cell may move; see the module docstring.
-SD_MULTIPLE = 6.0
+SD_MULTIPLE = 10.0
 
 
 def cells(path: str | Path) -> dict[tuple[str, str], float]:
@@ -77,7 +83,8 @@ def seed_spread(folders: Iterable[str | Path], out: str | Path) -> pd.DataFrame:
             if not values:
                 continue
             s = pd.Series(values)
-            rows.append({"table": table, "row": cell[0], "column": cell[1], "n": len(values), "mean": s.mean(),
+            rows.append({"table": table, "row": cell[0], "column": cell[1], "seeds": len(runs), "n": len(values),
+                         "mean": s.mean(),
                          "sd": s.std(ddof=1) if len(values) > 1 else 0.0, "min": s.min(), "max": s.max()})
     frame = pd.DataFrame(rows)
     with atomic_path(out) as tmp:
@@ -91,70 +98,168 @@ class Verdict:
     verdict: str  # identical | within spread | outside spread | missing
     differing: int = 0
     outside: tuple[str, ...] = ()
+    rows_chosen: tuple[str, ...] = ()  # rows present on one side only, as they are in some seeds only
 
     def __str__(self) -> str:
         if self.verdict == "identical":
             return f"{self.table}: identical"
         if self.verdict == "within spread":
-            return f"{self.table}: within spread ({self.differing} cell(s) differ, all within the committed seed spread)"
+            chosen = (f"; {len(self.rows_chosen)} row(s) the seeds choose differently, e.g. {self.rows_chosen[0]}"
+                      if self.rows_chosen else "")
+            return (f"{self.table}: within spread ({self.differing} cell(s) differ, all within the committed seed "
+                    f"spread{chosen})")
         shown = "; ".join(self.outside[:5]) + (f"; … {len(self.outside) - 5} more" if len(self.outside) > 5 else "")
         return f"{self.table}: {self.verdict} — {shown}"
 
 
-def _typical_sd(spread: dict[tuple[str, str, str], tuple[float, float]]) -> dict[tuple[str, str], float]:
-    """(table, column) → the median sd of that column's cells in the spread."""
-    by_column: dict[tuple[str, str], list[float]] = {}
-    for (table, _, column), (sd, _) in spread.items():
-        if not math.isnan(sd):
-            by_column.setdefault((table, column), []).append(sd)
-    return {key: float(pd.Series(values).median()) for key, values in by_column.items()}
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """A committed seed spread, read for judging: per cell its sd and min–max width, per column its floor."""
+
+    cells: dict[tuple[str, str, str], tuple[float, float]]  # (table, row, column) → (sd, max − min)
+    floors: dict[tuple[str, str], float]  # (table, column) → median sd of the column's cells that move
+    means: dict[tuple[str, str, str], float] = dataclasses.field(default_factory=dict)
+    counts: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)  # seeds that had the cell
+    seeds: int = 0  # how many seeds the spread is over
+
+    @classmethod
+    def read(cls, path: Path | None) -> Spread:
+        cells: dict[tuple[str, str, str], tuple[float, float]] = {}
+        means: dict[tuple[str, str, str], float] = {}
+        counts: dict[tuple[str, str, str], int] = {}
+        seeds = 0
+        if path is not None and path.is_file():
+            frame = pd.read_csv(path, keep_default_na=False, dtype={"row": str, "column": str})
+            for r in frame.itertuples():
+                key = (r.table, r.row, r.column)
+                cells[key] = (float(r.sd), float(r.max) - float(r.min))
+                means[key], counts[key] = float(r.mean), int(r.n)
+                seeds = max(seeds, int(getattr(r, "seeds", 0) or 0), int(r.n))  # older spreads: the largest n
+        moving: dict[tuple[str, str], list[float]] = {}
+        for (table, _, column), (sd, _) in cells.items():
+            if not math.isnan(sd) and sd > 0:
+                moving.setdefault((table, column), []).append(sd)
+        return cls(cells, {key: float(pd.Series(values).median()) for key, values in moving.items()}, means, counts,
+                   seeds)
+
+    def in_some_seeds_only(self, table: str, row: str, columns: Iterable[str]) -> bool:
+        """Did some of the spread's seeds have this row and others not (Table I's pick of the best model per
+        sequence, a zone model's held-out cases)? Then its presence is itself training noise."""
+        n = [self.counts.get((table, row, c), 0) for c in columns]
+        return bool(n) and 0 < max(n) < self.seeds
+
+    def scale(self, table: str, cell: tuple[str, str]) -> tuple[float, float] | None:
+        """(width, sd) a differing cell is judged by: its seeds' min–max width (0 for a row the spread lacks)
+        and its sd floored at its column's; None when neither the cell nor its column has a spread."""
+        floor = self.floors.get((table, cell[1]), 0.0)
+        found = self.cells.get((table, *cell))
+        if found is None:
+            return None if (table, cell[1]) not in self.floors else (0.0, floor)
+        sd, width = found
+        return width, max(0.0 if math.isnan(sd) else sd, floor)
+
+    def allowance(self, table: str, cell: tuple[str, str], multiple: float = SD_MULTIPLE) -> float | None:
+        found = self.scale(table, cell)
+        return None if found is None else max(found[0], multiple * found[1])
 
 
-def _allowance(spread: dict[tuple[str, str, str], tuple[float, float]], typical: dict[tuple[str, str], float],
-               table: str, cell: tuple[str, str]) -> float | None:
-    floor = typical.get((table, cell[1]))
-    found = spread.get((table, *cell))
-    if found is None:
-        return None if floor is None else SD_MULTIPLE * floor
-    sd, width = found
-    return max(SD_MULTIPLE * max(sd, floor or 0.0), width)
+class _Comparison(NamedTuple):
+    table: str
+    outside: list[str]
+    differing: int
+    needed: float  # the smallest sd multiple at which every cell would be inside (inf: missing, no spread)
+    missing: bool = False
+    rows_chosen: tuple[str, ...] = ()
+    rows_unseen: int = 0  # rows on one side only that no seed (or every seed) had: a category no seed chose
 
 
-def verify(candidate: str | Path, reference: str | Path, spread_file: str | Path | None = None) -> list[Verdict]:
-    """Compare every table of ``candidate`` with ``reference`` (see the module docstring)."""
-    candidate, reference = Path(candidate), Path(reference)
-    for folder in (candidate, reference):
-        if not folder.is_dir():
-            raise AdunetError(f"{folder}: not a figures folder")
-    spread_path = Path(spread_file) if spread_file else reference / SPREAD
-    spread: dict[tuple[str, str, str], tuple[float, float]] = {}
-    if spread_path.is_file():
-        frame = pd.read_csv(spread_path, keep_default_na=False, dtype={"row": str, "column": str})
-        spread = {(r.table, r.row, r.column): (float(r.sd), float(r.max) - float(r.min)) for r in frame.itertuples()}
-    typical = _typical_sd(spread)
-    verdicts = []
+def _compare(candidate: Path, reference: Path, spread: Spread, multiple: float) -> list[_Comparison]:
+    """Every table present in ``reference``, cell by cell."""
+    out = []
     for table in TABLES:
         have, want = candidate / table, reference / table
         if not want.is_file():
             continue
         if not have.is_file():
-            verdicts.append(Verdict(table, "missing", outside=(f"{have} was not written",)))
+            out.append(_Comparison(table, [f"{have} was not written"], 0, math.inf, missing=True))
             continue
         a, b = cells(have), cells(want)
-        outside = [f"row {k[0]!r} column {k[1]!r} missing" for k in sorted(set(b) - set(a))]
-        outside += [f"row {k[0]!r} column {k[1]!r} is new" for k in sorted(set(a) - set(b))]
-        differing = 0
+        outside: list[str] = []
+        chosen: list[str] = []
+        differing = unseen = 0
+        needed = 0.0
+        for side, only, present in (("missing", set(b) - set(a), b), ("is new", set(a) - set(b), a)):
+            for row in sorted({k[0] for k in only}):
+                columns = [k[1] for k in only if k[0] == row]
+                if not spread.in_some_seeds_only(table, row, columns):
+                    outside += [f"row {row!r} column {c!r} {side}" for c in columns]
+                    unseen += 1
+                    continue
+                chosen.append(f"{row!r} {'only in the reference' if side == 'missing' else 'only here'} "
+                              f"(as in {max(spread.counts.get((table, row, c), 0) for c in columns)} of "
+                              f"{spread.seeds} seeds)")
+                if side == "missing":
+                    continue
+                for column in columns:  # a row the reference lacks: judged against the seeds that had it
+                    x, mean = present[(row, column)], spread.means.get((table, row, column), math.nan)
+                    if math.isnan(x) and math.isnan(mean):
+                        continue
+                    differing += 1
+                    found, allowed = spread.scale(table, (row, column)), spread.allowance(table, (row, column), multiple)
+                    if found is None or allowed is None or math.isnan(x) or math.isnan(mean) \
+                            or abs(x - mean) > allowed + EXACT:
+                        outside.append(f"{row} / {column}: {x:.4g} vs the seeds' mean {mean:.4g} "
+                                       f"({'no spread committed' if allowed is None else f'allowed ±{allowed:.4g}'})")
+                    if found is None or math.isnan(x) or math.isnan(mean):
+                        needed = math.inf
+                    elif abs(x - mean) > found[0] + EXACT:
+                        needed = max(needed, abs(x - mean) / found[1] if found[1] > 0 else math.inf)
         for cell in sorted(set(a) & set(b)):
             x, y = a[cell], b[cell]
             if (math.isnan(x) and math.isnan(y)) or abs(x - y) <= EXACT:
                 continue
             differing += 1
-            allowed = _allowance(spread, typical, table, cell)
+            found = spread.scale(table, cell)
+            if found is None or math.isnan(x) or math.isnan(y):
+                needed = math.inf
+            elif abs(x - y) > found[0] + EXACT:
+                needed = max(needed, abs(x - y) / found[1] if found[1] > 0 else math.inf)
+            allowed = spread.allowance(table, cell, multiple)
             if allowed is None or math.isnan(x) or math.isnan(y) or abs(x - y) > allowed + EXACT:
                 why = "no spread committed" if allowed is None else f"allowed ±{allowed:.4g}"
                 outside.append(f"{cell[0]} / {cell[1]}: {x:.4g} vs {y:.4g} ({why})")
-        verdict = "outside spread" if outside else ("within spread" if differing else "identical")
-        verdicts.append(Verdict(table, verdict, differing, tuple(outside)))
+        out.append(_Comparison(table, outside, differing, needed, rows_chosen=tuple(chosen), rows_unseen=unseen))
+    return out
+
+
+def needed_multiples(candidate: str | Path, reference: str | Path, spread_file: str | Path) -> dict[str, float]:
+    """Per table: the smallest multiple of the sd at which ``candidate``'s cells would verify against
+    ``reference`` (0: within the seeds' range or identical; inf: a table missing, or a cell with no spread);
+    rows that no seed had are not counted here (see :func:`unseen_rows`) — for calibrating
+    :data:`SD_MULTIPLE` (``benchmarks/verify_calibration.py``)."""
+    spread = Spread.read(Path(spread_file))
+    return {c.table: c.needed for c in _compare(Path(candidate), Path(reference), spread, SD_MULTIPLE)}
+
+
+def unseen_rows(candidate: str | Path, reference: str | Path, spread_file: str | Path) -> dict[str, int]:
+    """Per table: rows on one side only whose presence no seed of the spread shares (a category no seed chose)."""
+    spread = Spread.read(Path(spread_file))
+    return {c.table: c.rows_unseen for c in _compare(Path(candidate), Path(reference), spread, SD_MULTIPLE)}
+
+
+def verify(candidate: str | Path, reference: str | Path, spread_file: str | Path | None = None,
+           multiple: float = SD_MULTIPLE) -> list[Verdict]:
+    """Compare every table of ``candidate`` with ``reference`` (see the module docstring)."""
+    candidate, reference = Path(candidate), Path(reference)
+    for folder in (candidate, reference):
+        if not folder.is_dir():
+            raise AdunetError(f"{folder}: not a figures folder")
+    spread = Spread.read(Path(spread_file) if spread_file else reference / SPREAD)
+    verdicts = []
+    for c in _compare(candidate, reference, spread, multiple):
+        verdict = ("missing" if c.missing else "outside spread" if c.outside
+                   else "within spread" if c.differing else "identical")
+        verdicts.append(Verdict(c.table, verdict, c.differing, tuple(c.outside), c.rows_chosen))
     if not verdicts:
         raise AdunetError(f"{reference}: no tables ({', '.join(TABLES)}) to compare with")
     return verdicts

@@ -55,7 +55,8 @@ class ZoneSettings:
     dataset_id: int = 400
     num_processes: int = 2
     mirroring: bool = True
-    seed: int = 0
+    seed: int = 0  # training: weights, batches, augmentation
+    fold_seed: int | None = None  # which cases each fold holds out (the run's data_seed); None: ``seed``
 
     def __post_init__(self) -> None:
         if not self.channels or self.channels[0] != "t2w" or not set(self.channels) <= set(SEQUENCES) \
@@ -75,15 +76,17 @@ class ZoneSettings:
                 raise ParamsError(f"zone_model {name} must be at least 1 (or 0 for nnU-Net's default), not {value}")
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], seed: int = 0) -> ZoneSettings:
-        """From notebook 01's ``zone_model`` dict, where ``0`` and ``[]`` mean "nnU-Net's own choice"."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"seed"}
+    def from_params(cls, params: dict[str, Any], seed: int = 0, fold_seed: int | None = None) -> ZoneSettings:
+        """From notebook 01's ``zone_model`` dict, where ``0`` and ``[]`` mean "nnU-Net's own choice";
+        ``seed`` drives training, ``fold_seed`` (the run's ``data_seed``) the folds, so that a seed spread
+        holds the zone model's held-out cases fixed as it holds the cohort."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"seed", "fold_seed"}
         unknown = sorted(set(params) - known)
         if unknown:
             raise ParamsError(f"zone_model: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         unset = {"target_spacing", "epochs", "iterations_per_epoch", "val_iterations_per_epoch", "batch_size"}
         values = {k: (tuple(v) if isinstance(v, list) else v) or (None if k in unset else v) for k, v in params.items()}
-        return cls(**values, seed=seed)
+        return cls(**values, seed=seed, fold_seed=fold_seed)
 
     def budget(self) -> dict[str, int]:
         return {"epochs": self.epochs or 1000, "iterations_per_epoch": self.iterations_per_epoch or 250,

@@ -118,8 +118,9 @@ def _inputs_key(case: Case, settings: ZoneSettings) -> str:
 
 def _settings_key(settings: ZoneSettings) -> dict[str, Any]:
     # what the trained model depends on (not how it is run)
-    return dataclasses.asdict(settings) | {"mirroring": None, "num_processes": None,
-                                           "min_gland_ml": None, "max_gland_ml": None}
+    # (the folds themselves are part of the key; fold_seed only draws them)
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k != "fold_seed"} | {
+        "mirroring": None, "num_processes": None, "min_gland_ml": None, "max_gland_ml": None}
 
 
 def _reset(ctx: RunContext, name: str, key: str, log: Callable[[str], None]) -> None:
@@ -203,7 +204,8 @@ def run_zone_stage(ctx: RunContext, datasets: dict[str, Dataset], mask_source: d
     if len(patients) < settings.n_folds:
         raise AdunetError(f"zone model: {len(train)} case(s) of {len(patients)} patient(s) with a zonal mask, fewer than "
                           f"zone_model n_folds = {settings.n_folds}; add zone_training_data or use mask_source: files")
-    folds = assign_folds([(c.case_id, None, c.patient) for c in train], settings.n_folds, settings.seed)
+    folds = assign_folds([(c.case_id, None, c.patient) for c in train], settings.n_folds,
+                         settings.seed if settings.fold_seed is None else settings.fold_seed)
     dataset_id, name = ctx.zone_dataset(settings.dataset_id)
     files = [f for c in train for f in [c.zones, *(c.path_of(s) for s in settings.channels)]]
     key = fingerprint({"settings": _settings_key(settings), "folds": sorted(folds.items()),
