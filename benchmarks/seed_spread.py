@@ -2,8 +2,9 @@
 
     python benchmarks/seed_spread.py params/demo.yaml --seeds 0 1 2 3 4 [--out figures/demo/spread.csv]
 
-Each seed runs the whole series in a scratch folder (``runs/spread/<name>_seed<k>/``; a rerun resumes
-finished seeds). The spread of every cell of table1/table2/map_quality/zones over the seeds goes into
+Each seed runs the whole series in a scratch folder (``runs/spread/<name>_seed<k>/``; a rerun keeps
+seeds that finished, with their own wall times, and resumes the others; delete a seed's folder to redo it).
+The spread of every cell of table1/table2/map_quality/zones over the seeds goes into
 the first seed's figure folder as ``spread.csv``, its ``summary.md`` is redone with the spread, and that
 folder then replaces ``--out`` (default: the params file's own figure folder, e.g. figures/demo, which
 is therefore seed 0's run), where ``adunet verify`` finds the spread.
@@ -16,6 +17,7 @@ and only the training ``seed`` changes. ``--vary-data`` draws them anew per seed
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +29,17 @@ from adunet_lib.report.verify import SPREAD, seed_spread
 from adunet_lib.run_folder import project_root
 from adunet_lib.runner.params import relocated
 from adunet_lib.runner.reproduce import reproduce
+
+
+def _finished(run_dir: Path, root: Path) -> bool:
+    """Has every notebook of the series finished in this run folder (its reproduce record says so)?"""
+    run_dir = run_dir if run_dir.is_absolute() else root / run_dir
+    record = run_dir / "reproduce.json"
+    if not record.is_file():
+        return False
+    done = json.loads(record.read_text(encoding="utf-8"))
+    names = [p.stem for p in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    return bool(names) and all(done.get(n, {}).get("status") == "ok" for n in names)
 
 
 def main() -> None:
@@ -54,9 +67,13 @@ def main() -> None:
         data["common"]["seed"] = seed
         data["common"]["data_seed"] = seed if args.vary_data else data_seed
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        started = time.perf_counter()
-        reproduce(path, stream_output=False, log=lambda _: None)
-        print(f"seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+        if _finished(Path(data["common"]["run_dir"]), root):
+            # rerunning a finished seed would redo nothing but overwrite its record's wall times with cached ones
+            print(f"seed {seed}: finished earlier, kept (delete {folder} to run it again)", flush=True)
+        else:
+            started = time.perf_counter()
+            reproduce(path, stream_output=False, log=lambda _: None)
+            print(f"seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
         folders.append(folder / "figures" / params.stem)
         paths.append(path)
     # the first seed's figure folder is the reference: it gets spread.csv, and its notebook 07 reruns so
