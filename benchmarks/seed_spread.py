@@ -27,7 +27,7 @@ import yaml
 
 from adunet_lib.report.verify import SPREAD, seed_spread
 from adunet_lib.run_folder import project_root
-from adunet_lib.runner.params import relocated
+from adunet_lib.runner.params import find_notebooks, relocated
 from adunet_lib.runner.reproduce import reproduce
 
 
@@ -38,7 +38,7 @@ def _finished(run_dir: Path, root: Path) -> bool:
     if not record.is_file():
         return False
     done = json.loads(record.read_text(encoding="utf-8"))
-    names = [p.stem for p in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    names = [nb.name for nb in find_notebooks(root / "notebooks")]
     return bool(names) and all(done.get(n, {}).get("status") == "ok" for n in names)
 
 

@@ -31,12 +31,13 @@ import tempfile
 from pathlib import Path
 
 from adunet_lib.fileio import atomic_path
-from adunet_lib.report.verify import SD_MULTIPLE, SPREAD, TABLES, needed_multiples, seed_spread, unseen_rows
+from adunet_lib.report.verify import SD_MULTIPLE, SPREAD, TABLES, comparisons, seed_spread
 
 
 def _row(name: str, candidate: Path, reference: Path, spread: Path) -> tuple[str, float, int]:
-    needed = needed_multiples(candidate, reference, spread)
-    unseen = unseen_rows(candidate, reference, spread)
+    found = comparisons(candidate, reference, spread)
+    needed = {c.table: c.needed for c in found}
+    unseen = {c.table: c.rows_unseen for c in found}
     worst = max(needed.values()) if needed else math.inf
     rows = sum(unseen.values())
     cells = "  ".join(f"{needed.get(t, float('nan')):>11.2f}" for t in TABLES)

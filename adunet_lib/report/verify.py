@@ -163,7 +163,7 @@ class Spread:
         return None if found is None else max(found[0], multiple * found[1])
 
 
-class _Comparison(NamedTuple):
+class Comparison(NamedTuple):
     table: str
     outside: list[str]
     differing: int
@@ -173,7 +173,24 @@ class _Comparison(NamedTuple):
     rows_unseen: int = 0  # rows on one side only that no seed (or every seed) had: a category no seed chose
 
 
-def _compare(candidate: Path, reference: Path, spread: Spread, multiple: float) -> list[_Comparison]:
+def _judge(spread: Spread, table: str, cell: tuple[str, str], x: float, y: float, multiple: float,
+           against: str = "") -> tuple[str | None, float]:
+    """A differing cell ``x`` against ``y`` (the reference's value, or the seeds' mean for a row the
+    reference lacks): why it is outside (None when inside) and the sd multiple it needs."""
+    found, allowed = spread.scale(table, cell), spread.allowance(table, cell, multiple)
+    if found is None or math.isnan(x) or math.isnan(y):
+        needed = math.inf
+    elif abs(x - y) > found[0] + EXACT:
+        needed = abs(x - y) / found[1] if found[1] > 0 else math.inf
+    else:
+        needed = 0.0
+    if allowed is None or math.isnan(x) or math.isnan(y) or abs(x - y) > allowed + EXACT:
+        why = "no spread committed" if allowed is None else f"allowed ±{allowed:.4g}"
+        return f"{cell[0]} / {cell[1]}: {x:.4g} vs {against}{y:.4g} ({why})", needed
+    return None, needed
+
+
+def _compare(candidate: Path, reference: Path, spread: Spread, multiple: float) -> list[Comparison]:
     """Every table present in ``reference``, cell by cell."""
     out = []
     for table in TABLES:
@@ -181,7 +198,7 @@ def _compare(candidate: Path, reference: Path, spread: Spread, multiple: float) 
         if not want.is_file():
             continue
         if not have.is_file():
-            out.append(_Comparison(table, [f"{have} was not written"], 0, math.inf, missing=True))
+            out.append(Comparison(table, [f"{have} was not written"], 0, math.inf, missing=True))
             continue
         a, b = cells(have), cells(want)
         outside: list[str] = []
@@ -205,46 +222,32 @@ def _compare(candidate: Path, reference: Path, spread: Spread, multiple: float) 
                     if math.isnan(x) and math.isnan(mean):
                         continue
                     differing += 1
-                    found, allowed = spread.scale(table, (row, column)), spread.allowance(table, (row, column), multiple)
-                    if found is None or allowed is None or math.isnan(x) or math.isnan(mean) \
-                            or abs(x - mean) > allowed + EXACT:
-                        outside.append(f"{row} / {column}: {x:.4g} vs the seeds' mean {mean:.4g} "
-                                       f"({'no spread committed' if allowed is None else f'allowed ±{allowed:.4g}'})")
-                    if found is None or math.isnan(x) or math.isnan(mean):
-                        needed = math.inf
-                    elif abs(x - mean) > found[0] + EXACT:
-                        needed = max(needed, abs(x - mean) / found[1] if found[1] > 0 else math.inf)
+                    why, need = _judge(spread, table, (row, column), x, mean, multiple, "the seeds' mean ")
+                    outside += [why] if why else []
+                    needed = max(needed, need)
         for cell in sorted(set(a) & set(b)):
             x, y = a[cell], b[cell]
             if (math.isnan(x) and math.isnan(y)) or abs(x - y) <= EXACT:
                 continue
             differing += 1
-            found = spread.scale(table, cell)
-            if found is None or math.isnan(x) or math.isnan(y):
-                needed = math.inf
-            elif abs(x - y) > found[0] + EXACT:
-                needed = max(needed, abs(x - y) / found[1] if found[1] > 0 else math.inf)
-            allowed = spread.allowance(table, cell, multiple)
-            if allowed is None or math.isnan(x) or math.isnan(y) or abs(x - y) > allowed + EXACT:
-                why = "no spread committed" if allowed is None else f"allowed ±{allowed:.4g}"
-                outside.append(f"{cell[0]} / {cell[1]}: {x:.4g} vs {y:.4g} ({why})")
-        out.append(_Comparison(table, outside, differing, needed, rows_chosen=tuple(chosen), rows_unseen=unseen))
+            why, need = _judge(spread, table, cell, x, y, multiple)
+            outside += [why] if why else []
+            needed = max(needed, need)
+        out.append(Comparison(table, outside, differing, needed, rows_chosen=tuple(chosen), rows_unseen=unseen))
     return out
 
 
+def comparisons(candidate: str | Path, reference: str | Path, spread_file: str | Path) -> list[Comparison]:
+    """Per table: the cells outside, the smallest multiple of the sd at which its cells would verify (0: within
+    the seeds' range or identical; inf: a table missing, or a cell with no spread) and the rows that no seed of
+    the spread shares (a category no seed chose) — for calibrating :data:`SD_MULTIPLE`
+    (``benchmarks/verify_calibration.py``)."""
+    return _compare(Path(candidate), Path(reference), Spread.read(Path(spread_file)), SD_MULTIPLE)
+
+
 def needed_multiples(candidate: str | Path, reference: str | Path, spread_file: str | Path) -> dict[str, float]:
-    """Per table: the smallest multiple of the sd at which ``candidate``'s cells would verify against
-    ``reference`` (0: within the seeds' range or identical; inf: a table missing, or a cell with no spread);
-    rows that no seed had are not counted here (see :func:`unseen_rows`) — for calibrating
-    :data:`SD_MULTIPLE` (``benchmarks/verify_calibration.py``)."""
-    spread = Spread.read(Path(spread_file))
-    return {c.table: c.needed for c in _compare(Path(candidate), Path(reference), spread, SD_MULTIPLE)}
-
-
-def unseen_rows(candidate: str | Path, reference: str | Path, spread_file: str | Path) -> dict[str, int]:
-    """Per table: rows on one side only whose presence no seed of the spread shares (a category no seed chose)."""
-    spread = Spread.read(Path(spread_file))
-    return {c.table: c.rows_unseen for c in _compare(Path(candidate), Path(reference), spread, SD_MULTIPLE)}
+    """Per table: the sd multiple its cells need (see :func:`comparisons`)."""
+    return {c.table: c.needed for c in comparisons(candidate, reference, spread_file)}
 
 
 def verify(candidate: str | Path, reference: str | Path, spread_file: str | Path | None = None,
