@@ -1,4 +1,4 @@
-"""Fixed-Point GAN: adunet's ``fpgan`` and the official solver trained side by side on a run's slices, scored alike.
+"""adunet's models and the reference code trained side by side on a run's slices, scored alike.
 
 Run on demand (not a test), after notebook 01 of a phantom run (one with lesion-free twins)::
 
@@ -6,14 +6,33 @@ Run on demand (not a test), after notebook 01 of a phantom run (one with lesion-
         --reference ~/Fixed-Point-GAN --iterations 250 --seeds 0 1 2 --out figures/bench/parity
     python benchmarks/bench_parity.py --run runs/demo --params params/demo.yaml --implementations adunet \
         --iterations 125 250 500 1000 2000 4000 --lambda-id 0.1 --seeds 0 1 --out figures/bench/curve_brats
+    python benchmarks/bench_parity.py --run runs/demo --params params/demo.yaml --implementations adunet \
+        --sequence adc --iterations 250 1000 10000 --lambda-id 0.1 --seeds 0 --out /tmp/curve_adc
+    python benchmarks/bench_parity.py --model ddpm --run runs/demo --params params/demo.yaml \
+        --reference ~/diffusion-anomaly --set class_conditional=true --iterations 120 1200 --seeds 0 1 \
+        --out figures/bench/parity_ddpm
 
-Both implementations get the same slices (the run's FP-GAN training cohort: ``cohort_slices`` +
+``--model fpgan`` (the default): the Fixed-Point GAN, against the official solver. ``--model ddpm``: the
+guided diffusion model, against Wolleb et al.'s code (``benchmarks/reference_diffusion.py``: their
+networks, loss and classifier-guided DDIM translation, imported from a checkout of
+github.com/JuliaWolleb/diffusion-anomaly). ``--sequence`` trains one model on that sequence alone, as
+the paper does (adunet only; the official FP-GAN generator is built for 3 channels); the default is
+the demo's one 3-channel model. ``--set KEY=VALUE`` changes a hyperparameter of the params file's
+block for both implementations.
+
+Fixed-Point GAN. Both implementations get the same slices (the run's FP-GAN training cohort: ``cohort_slices`` +
 ``training_slices``, as notebook 04 trains), the same batches (adunet's seeded, healthy/lesion-balanced
 ``BatchSampler`` with its flips), the same widths, learning rates, λ's, ``n_critic`` and seed. What
 differs is the implementation: adunet's ``FixedPointGAN.train_step`` against the official networks
 (``model.py`` of the checkout given with ``--reference``, imported, never copied) trained by the official
 solver's algorithm (``reference_fpgan.ReferenceStep``), with its step-wise learning-rate decay (every 1000
 iterations in the last ``1 − decay_from`` of the budget) where adunet decays linearly.
+
+Diffusion model: the same slices (the run's cohort for a label-using model, as notebook 03 trains), the
+same batches (without flips, as both codes train), widths, learning rates and seeds; adunet's
+``GuidedDiffusion.train_step`` against the reference's ``training_losses`` and classifier step, and
+adunet's DDIM translation against the reference's ``ddim_sample_loop_known`` at the same noise level and
+number of DDIM steps (see ``reference_diffusion``).
 
 ``--iterations`` lists checkpoints of one training per seed (log-spaced for a learning curve; the
 budget is the largest, and the learning rate decays relative to it). At each checkpoint every held-out
@@ -47,6 +66,7 @@ from _common import add_torch_options, start
 from adunet_lib.anomaly_maps.maps import slice_maps
 from adunet_lib.anomaly_maps.quality import voxel_quality
 from adunet_lib.anomaly_models import create
+from adunet_lib.anomaly_models.base import SliceBatch
 from adunet_lib.anomaly_models.data import BatchSampler, cohort_slices, load_slices, training_slices
 from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, twin_stack
 from adunet_lib.preprocessing.pipeline import PreprocessedCase
@@ -57,11 +77,33 @@ from adunet_lib.vocabulary import CROPPED, INTERNAL, SEQUENCE_DISPLAY, SEQUENCES
 LESION_SIGN = {"t2w": -1.0, "adc": -1.0, "hbv": 1.0}
 
 
-def fpgan_block(params: Path) -> tuple[dict, int]:
-    """(the fpgan hyperparameters, batch size) of a params file's ``fixed_point_gan`` block."""
+#: the params block each model is configured in
+BLOCK = {"fpgan": "fixed_point_gan", "ddpm": "diffusion"}
+
+
+def model_block(params: Path, model: str = "fpgan") -> tuple[dict, int]:
+    """(the model's hyperparameters, batch size) of a params file's block for ``model``."""
     data = yaml.safe_load(params.read_text(encoding="utf-8"))
-    block = data.get("fixed_point_gan", {})
-    return dict((block.get("models") or {}).get("fpgan") or {}), int(block.get("batch_size", 16))
+    block = data.get(BLOCK[model], {})
+    return dict((block.get("models") or {}).get(model) or {}), int(block.get("batch_size", 16))
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings → a dict, each value read as YAML (``true``, ``0.1``, ``[16, 32]``)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            sys.exit(f"--set {item}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def channel_subset(batch: SliceBatch, channels: list[int]) -> SliceBatch:
+    """The batch with only ``channels`` of its images (a per-sequence model's input)."""
+    if len(channels) == batch.images.shape[1]:
+        return batch
+    return SliceBatch(batch.images[:, channels].contiguous(), batch.labels, batch.masks)
 
 
 class HeldOut:
@@ -80,12 +122,18 @@ class HeldOut:
                          "phantom run (synthetic data) with this adunet")
             self.items.append((row["split"], st.images[:, keep], twin[:, keep], st.gland[keep], st.lesion[keep]))
 
-    def score(self, reconstruct, kernel: int) -> list[dict]:
-        """Rows per set and sequence for ``reconstruct`` ((N, 3, S, S) in [0, 1] → the same)."""
+    def score(self, reconstruct, kernel: int, channels: list[int] | None = None) -> list[dict]:
+        """Rows per set and sequence for ``reconstruct`` ((N, C, S, S) in [0, 1] → the same) of the
+        sequences ``channels`` (all three by default); the other sequences are left as they are and not
+        scored."""
+        channels = list(range(len(SEQUENCES))) if channels is None else channels
         pooled: dict[str, dict[str, list]] = {}
         for split, images, twin, gland, lesion in self.items:
+            stack = np.ascontiguousarray(images.transpose(1, 0, 2, 3))
             with torch.no_grad():
-                rec = reconstruct(np.ascontiguousarray(images.transpose(1, 0, 2, 3)))
+                out = reconstruct(np.ascontiguousarray(stack[:, channels]))
+            rec = stack.copy()
+            rec[:, channels] = out
             rec = rec.transpose(1, 0, 2, 3) * (gland[None] > 0)
             maps = slice_maps(images, rec, gland, kernel)
             inside = gland > 0
@@ -99,6 +147,8 @@ class HeldOut:
             truth = np.concatenate(entry["lesion"])
             maps, images = np.concatenate(entry["maps"], axis=1), np.concatenate(entry["images"], axis=1)
             for c, seq in enumerate(SEQUENCES):
+                if c not in channels:
+                    continue
                 rows.append({"set": "validation" if split == VAL else "external test", "sequence": SEQUENCE_DISPLAY[seq],
                              "map_auroc": voxel_quality(maps[c], truth, threshold=math.inf)["auroc"],
                              "image_auroc": voxel_quality(LESION_SIGN[seq] * images[c], truth,
@@ -116,22 +166,24 @@ def official_decay(step, total: int, decay_from: float, update_every: int = 1000
 
 
 def train_adunet(train, config: dict, batch: int, seed: int, total: int, checkpoints: list[int], held: HeldOut,
-                 kernel: int, device: str) -> list[dict]:
+                 kernel: int, device: str, model_name: str = "fpgan", channels: list[int] | None = None) -> list[dict]:
+    channels = list(range(len(SEQUENCES))) if channels is None else channels
     torch.manual_seed(seed)
-    model = create("fpgan", 3, int(train.images.shape[-1]), config, device=device)
+    model = create(model_name, len(channels), int(train.images.shape[-1]), config, device=device)
     model.configure(total, max(1, math.ceil(len(train) / batch)))
     sampler = BatchSampler(train, batch, balanced=True, seed=seed, flip=model.flip_augmentation)
     model.train()
     rows, seconds = [], 0.0
     for step in range(1, total + 1):
         begin = time.perf_counter()
-        model.train_step(sampler.next().to(model.device))
+        model.train_step(channel_subset(sampler.next(), channels).to(model.device))
         model.step += 1
         seconds += time.perf_counter() - begin
         if step in checkpoints:
             # reconstruct() puts the networks in eval mode; train() below switches back
             recon = lambda x: model.reconstruct(torch.from_numpy(x)).numpy()  # noqa: E731
-            rows += [{"iterations": step, "train_minutes": seconds / 60, **r} for r in held.score(recon, kernel)]
+            rows += [{"iterations": step, "train_minutes": seconds / 60, **r}
+                     for r in held.score(recon, kernel, channels)]
             model.train()
     return rows
 
@@ -176,8 +228,13 @@ def train_reference(checkout: str, train, config: dict, batch: int, seed: int, t
     return rows
 
 
+TITLE = {"fpgan": "Fixed-Point GAN: adunet vs the official solver",
+         "ddpm": "Guided diffusion: adunet vs Wolleb et al.'s code"}
+
+
 def summarise(frame: pd.DataFrame) -> str:
-    keys = ["implementation", "iterations", "set", "sequence"]
+    keys = (["setting"] if "setting" in frame and frame["setting"].nunique() > 1 else []) + \
+        ["implementation", "iterations", "set", "sequence"]
     values = ["map_auroc", "image_auroc", "lesion_removal", "healthy_change", "train_minutes"]
     grouped = frame.groupby(keys, sort=False)[values]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
@@ -187,7 +244,7 @@ def summarise(frame: pd.DataFrame) -> str:
         cells = [f"{mean.loc[key, v]:.3f} ± {sd.loc[key, v]:.3f}" for v in values]
         lines.append("| " + " | ".join([str(k) for k in key] + cells + [str(counts.loc[key])]) + " |")
     impls = list(frame["implementation"].unique())
-    if len(impls) == 2:
+    if len(impls) == 2 and len(keys) == 4:
         lines += ["", "Verdict per budget, set and sequence (adunet − reference, map AUROC and lesion removal; "
                   "'same' when the difference of the means is within 2 sd of the seeds' spread of either):", ""]
         for (iters, set_name, seq), block in frame.groupby(["iterations", "set", "sequence"], sort=False):
@@ -203,11 +260,70 @@ def summarise(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> None:
+    """Map AUROC against iterations (log scale) per set and sequence: a line per implementation (the mean
+    over seeds, a dot per seed), the image itself (dashed) and 0.85 (dotted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    sets = [s for s in ("validation", "external test") if s in set(frame["set"])]
+    seqs = [SEQUENCE_DISPLAY[q] for q in SEQUENCES if SEQUENCE_DISPLAY[q] in set(frame["sequence"])]
+    fig, axes = plt.subplots(len(sets), len(seqs), figsize=(3.6 * len(seqs), 3.0 * len(sets)), squeeze=False,
+                             sharex=True, sharey=True)
+    colours = {"adunet": "tab:blue", "reference": "tab:orange"}
+    # a line per implementation (and setting, where the rows hold several), one colour for it in every panel
+    lines = ["implementation"] + (["setting"] if "setting" in frame and frame["setting"].nunique() > 1 else [])
+    palette = {key: f"C{k}" for k, key in enumerate(frame[lines].drop_duplicates().itertuples(index=False, name=None))}
+    for i, set_name in enumerate(sets):
+        for j, seq in enumerate(seqs):
+            ax = axes[i][j]
+            block = frame[(frame["set"] == set_name) & (frame["sequence"] == seq)]
+            for key, rows in block.groupby(lines, sort=False):
+                key = key if isinstance(key, tuple) else (key,)
+                colour = colours.get(key[0]) if len(lines) == 1 else palette[key]
+                mean = rows.groupby("iterations")["map_auroc"].mean()
+                ax.plot(mean.index, mean.values, "-o", ms=3, color=colour, label=" ".join(map(str, key)))
+                ax.scatter(rows["iterations"], rows["map_auroc"], s=8, alpha=0.4, color=colour)
+            if len(block):
+                ax.axhline(float(block["image_auroc"].iloc[0]), ls="--", color="grey", lw=1, label="image itself")
+            ax.axhline(0.85, ls=":", color="black", lw=1, label="0.85")
+            ax.axhline(0.5, ls="-", color="lightgrey", lw=0.8)
+            ax.set_xscale("log")
+            ticks = sorted(frame["iterations"].unique())
+            ax.set_xticks(ticks, [f"{t:g}" if t < 1000 else f"{t / 1000:g}k" for t in ticks], fontsize=7)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_ylim(0.2, 1.0)
+            ax.set_title(f"{seq}, {set_name}", fontsize=9)
+            if i == len(sets) - 1:
+                ax.set_xlabel("iterations")
+            if j == 0:
+                ax.set_ylabel("map AUROC (lesion voxels)")
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower center", ncol=min(len(handles), 4))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="a phantom run folder after notebook 01 (e.g. runs/demo)")
-    parser.add_argument("--params", required=True, help="the params file whose fixed_point_gan block to train")
-    parser.add_argument("--reference", help="a checkout of the official Fixed-Point GAN (github.com/mahfuzmohammad/Fixed-Point-GAN)")
+    parser.add_argument("--run", help="a phantom run folder after notebook 01 (e.g. runs/demo)")
+    parser.add_argument("--params", help="the params file whose block for --model to train")
+    parser.add_argument("--model", default="fpgan", choices=sorted(BLOCK))
+    parser.add_argument("--reference", help="a checkout of the reference code: the official Fixed-Point GAN "
+                        "(github.com/mahfuzmohammad/Fixed-Point-GAN) for fpgan, Wolleb et al.'s "
+                        "(github.com/JuliaWolleb/diffusion-anomaly) for ddpm")
+    parser.add_argument("--sequence", choices=list(SEQUENCES), help="one model on this sequence alone (the paper's "
+                        "layout; adunet only); default: one model on all three")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change a hyperparameter")
     parser.add_argument("--implementations", nargs="+", default=["adunet", "reference"], choices=["adunet", "reference"])
     parser.add_argument("--iterations", nargs="+", type=int, default=[250])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -215,48 +331,100 @@ def main() -> None:
     parser.add_argument("--kernel", type=int, default=4, help="Φ's box filter in model-slice pixels (demo: 4)")
     parser.add_argument("--speed", nargs="*", default=[], help="adunet speed switches (e.g. critic_gemm fused_optimizer)")
     parser.add_argument("--out", help="write OUT.csv and OUT.md")
+    parser.add_argument("--figure", help="draw the map AUROC learning curves to this PNG")
+    parser.add_argument("--label", help="a name for this run's setting (a 'setting' column)")
+    parser.add_argument("--by-file", action="store_true", help="with --combine: each file is a setting of its own, "
+                        "named by the file (where its rows name none); without it, files add seeds")
+    parser.add_argument("--combine", nargs="+", metavar="CSV", help="no training: summarise (and draw) the rows of "
+                        "earlier runs' OUT.csv files together (e.g. one run per seed or per sequence)")
     add_torch_options(parser)
     args = parser.parse_args()
+    if args.combine:
+        combine(args)
+        return
+    if not args.run or not args.params:
+        parser.error("--run and --params are needed to train (or --combine CSV … to summarise earlier runs)")
     if "reference" in args.implementations and not args.reference:
-        parser.error("--reference CHECKOUT is needed to train the official solver (or --implementations adunet)")
+        parser.error("--reference CHECKOUT is needed to train the reference code (or --implementations adunet)")
+    if "reference" in args.implementations and args.sequence and args.model == "fpgan":
+        parser.error("--sequence: the official Fixed-Point GAN's generator takes 3 channels; use "
+                     "--implementations adunet")
     start(args)
     ctx = RunContext(Path(args.run), Path(args.run) / "figures")
     cases, slices = ctx.tables()
-    config, batch = fpgan_block(Path(args.params))
+    config, batch = model_block(Path(args.params), args.model)
+    config.update(parse_settings(args.set))
     if args.lambda_id is not None:
         config["lambda_id"] = args.lambda_id
     config.update({o: True for o in args.speed})
+    channels = [list(SEQUENCES).index(args.sequence)] if args.sequence else list(range(len(SEQUENCES)))
     rows_used = cohort_slices(slices, uses_labels=True)
     data = load_slices(ctx, rows_used, "all", CROPPED, splits=[TRAIN], sets=[INTERNAL])
     train = training_slices(data, uses_labels=True)
     held = HeldOut(ctx, cases)
     checkpoints = sorted(set(args.iterations))
     total = checkpoints[-1]
+    seqs = [SEQUENCE_DISPLAY[SEQUENCES[c]] for c in channels]
     print(f"{len(train)} training slices ({int((train.labels == 1).sum())} with lesions), {len(held.items)} held-out "
-          f"cases; fpgan {config}, batch {batch}; checkpoints {checkpoints}")
+          f"cases; {args.model} {config} on {'/'.join(seqs)}, batch {batch}; checkpoints {checkpoints}")
     rows = []
     for seed in args.seeds:
         for impl in args.implementations:
             begin = time.perf_counter()
             if impl == "adunet":
-                got = train_adunet(train, config, batch, seed, total, checkpoints, held, args.kernel, args.device)
+                got = train_adunet(train, config, batch, seed, total, checkpoints, held, args.kernel, args.device,
+                                   args.model, channels)
+            elif args.model == "ddpm":
+                from reference_diffusion import train_reference_ddpm
+
+                got = train_reference_ddpm(args.reference, train, {k: v for k, v in config.items() if k not in args.speed},
+                                           batch, seed, total, checkpoints, held, args.kernel, args.device, channels)
             else:
                 got = train_reference(args.reference, train, {k: v for k, v in config.items() if k not in args.speed},
                                       batch, seed, total, checkpoints, held, args.kernel, args.device)
-            rows += [{"implementation": impl, "seed": seed, **r} for r in got]
+            rows += [{**({"setting": args.label} if args.label else {}), "implementation": impl, "seed": seed, **r}
+                     for r in got]
             print(f"seed {seed} {impl}: {time.perf_counter() - begin:.0f} s")
     frame = pd.DataFrame(rows)
     text = summarise(frame)
     print(text)
+    if args.figure:
+        draw_curves(frame, Path(args.figure), f"{TITLE[args.model]}: {args.model} on {'/'.join(seqs)}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.round(5).to_csv(out.parent / f"{out.name}.csv", index=False)
         command = " ".join(["python benchmarks/bench_parity.py", *[a if "/" not in a or a.startswith(("params/", "figures/"))
                                                                     else "<path>" for a in sys.argv[1:]]])
-        (out.parent / f"{out.name}.md").write_text(f"# Fixed-Point GAN: adunet vs the official solver\n\n`{command}`\n\n"
-                                          f"{len(train)} training slices; fpgan {config}; batch {batch}.\n\n{text}\n",
-                                          encoding="utf-8")
+        (out.parent / f"{out.name}.md").write_text(f"# {TITLE[args.model]}\n\n`{command}`\n\n"
+                                          f"{len(train)} training slices; {args.model} {config} on {'/'.join(seqs)}; "
+                                          f"batch {batch}.\n\n{text}\n", encoding="utf-8")
+
+
+def combine(args: argparse.Namespace) -> None:
+    """``--combine``: the rows of earlier runs' CSVs, summarised (and drawn) together."""
+    frames = []
+    for name in args.combine:
+        path = Path(name)
+        if not path.is_file():
+            sys.exit(f"--combine {name}: no such file")
+        rows = pd.read_csv(path)
+        if args.by_file and "setting" not in rows:
+            rows.insert(0, "setting", path.stem)
+        frames.append(rows)
+    frame = pd.concat(frames, ignore_index=True)
+    text = summarise(frame)
+    print(text)
+    if args.figure:
+        draw_curves(frame, Path(args.figure), TITLE[args.model])
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out.parent / f"{out.name}.csv", index=False)
+        sources = ", ".join(Path(n).name for n in args.combine)
+        (out.parent / f"{out.name}.md").write_text(
+            f"# {TITLE[args.model]}\n\nRows of {len(args.combine)} run(s) of `benchmarks/bench_parity.py` ({sources}), "
+            f"summarised with `--combine`.\n\n{text}\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""benchmarks/bench_parity.py's own plumbing: combining runs into one table and figure, and the messages a
+user gets when the reference checkout is missing or does not import. (Training itself is a benchmark,
+run on demand; its printouts are in figures/bench/.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).parents[1] / "benchmarks"
+
+
+def run_parity(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / "bench_parity.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, encoding="utf-8", timeout=300)
+
+
+def curve_rows(setting_seed: int, auroc: float) -> pd.DataFrame:
+    rows = []
+    for iterations in (250, 1000):
+        for set_name in ("validation", "external test"):
+            rows.append({"implementation": "adunet", "seed": setting_seed, "iterations": iterations,
+                         "train_minutes": iterations / 100, "set": set_name, "sequence": "ADC",
+                         "map_auroc": auroc + iterations / 1e4, "image_auroc": 0.78, "lesion_removal": 0.01,
+                         "lesion_edit": 0.0, "healthy_change": 0.02})
+    return pd.DataFrame(rows)
+
+
+def test_combine_summarises_runs_by_file_and_draws_the_curves(tmp_path):
+    curve_rows(0, 0.40).to_csv(tmp_path / "brats_seed0.csv", index=False)
+    curve_rows(1, 0.50).to_csv(tmp_path / "brats_seed1.csv", index=False)
+    curve_rows(0, 0.60).to_csv(tmp_path / "paper.csv", index=False)
+    # files of one setting add seeds: mean ± sd over them
+    done = run_parity("--combine", "brats_seed0.csv", "brats_seed1.csv", "--out", "out/brats", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "out" / "brats.md").read_text(encoding="utf-8")
+    assert "| adunet | 250 | validation | ADC | 0.475 ± 0.071 |" in table and "setting" not in table
+    # --by-file: each file is a setting of its own, named by the file
+    done = run_parity("--combine", "brats_seed0.csv", "paper.csv", "--by-file", "--out", "out/curve",
+                      "--figure", "out/curve.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "out" / "curve.md").read_text(encoding="utf-8")
+    assert "| setting | implementation | iterations |" in table
+    assert "| paper | adunet | 1000 | external test | ADC | 0.700 ± 0.000 |" in table
+    assert "| brats_seed0 | adunet | 250 | validation | ADC | 0.425 ± 0.000 |" in table
+    assert len(pd.read_csv(tmp_path / "out" / "curve.csv")) == 8
+    assert (tmp_path / "out" / "curve.png").stat().st_size > 10_000
+
+
+def test_combine_names_a_missing_file_in_one_line(tmp_path):
+    done = run_parity("--combine", "nowhere.csv", "--out", "out/curve", cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip() == "--combine nowhere.csv: no such file"
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_needs_a_run_and_params(tmp_path):
+    done = run_parity("--model", "ddpm", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--run and --params are needed" in done.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no guided_diffusion/gaussian_diffusion.py there"),
+    ("def broken(:\n", "line 1 does not parse"),
+])
+def test_the_diffusion_reference_checkout_is_checked_before_training(tmp_path, content, message):
+    checkout = tmp_path / "diffusion-anomaly"
+    (checkout / "guided_diffusion").mkdir(parents=True)
+    if content is not None:
+        (checkout / "guided_diffusion" / "__init__.py").write_text("", encoding="utf-8")
+        (checkout / "guided_diffusion" / "gaussian_diffusion.py").write_text(content, encoding="utf-8")
+    code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import reference_diffusion as r; "
+            f"r.load_reference({str(checkout)!r}, 16)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", timeout=120)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"--reference {checkout}") and message in lines[0]
