@@ -15,7 +15,9 @@ Run on demand (not a test), after notebook 01 of a phantom run (one with lesion-
 ``--model fpgan`` (the default): the Fixed-Point GAN, against the official solver. ``--model ddpm``: the
 guided diffusion model, against Wolleb et al.'s code (``benchmarks/reference_diffusion.py``: their
 networks, loss and classifier-guided DDIM translation, imported from a checkout of
-github.com/JuliaWolleb/diffusion-anomaly). ``--sequence`` trains one model on that sequence alone, as
+github.com/JuliaWolleb/diffusion-anomaly); ``--swap`` trains both side by side and translates with each
+pairing of one code's noise predictor and either code's classifier (rows named by the pairing), to find
+which network makes a difference. ``--sequence`` trains one model on that sequence alone, as
 the paper does (adunet only; the official FP-GAN generator is built for 3 channels); the default is
 the demo's one 3-channel model. ``--set KEY=VALUE`` changes a hyperparameter of the params file's
 block for both implementations.
@@ -235,7 +237,7 @@ TITLE = {"fpgan": "Fixed-Point GAN: adunet vs the official solver",
 def summarise(frame: pd.DataFrame) -> str:
     keys = (["setting"] if "setting" in frame and frame["setting"].nunique() > 1 else []) + \
         ["implementation", "iterations", "set", "sequence"]
-    values = ["map_auroc", "image_auroc", "lesion_removal", "healthy_change", "train_minutes"]
+    values = [v for v in ("map_auroc", "image_auroc", "lesion_removal", "healthy_change", "train_minutes") if v in frame]
     grouped = frame.groupby(keys, sort=False)[values]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     lines = ["| " + " | ".join(keys + values + ["seeds"]) + " |", "|" + "---|" * (len(keys) + len(values) + 1)]
@@ -244,19 +246,30 @@ def summarise(frame: pd.DataFrame) -> str:
         cells = [f"{mean.loc[key, v]:.3f} ± {sd.loc[key, v]:.3f}" for v in values]
         lines.append("| " + " | ".join([str(k) for k in key] + cells + [str(counts.loc[key])]) + " |")
     impls = list(frame["implementation"].unique())
-    if len(impls) == 2 and len(keys) == 4:
-        lines += ["", "Verdict per budget, set and sequence (adunet − reference, map AUROC and lesion removal; "
-                  "'same' when the difference of the means is within 2 sd of the seeds' spread of either):", ""]
-        for (iters, set_name, seq), block in frame.groupby(["iterations", "set", "sequence"], sort=False):
-            parts = []
-            for metric in ("map_auroc", "lesion_removal"):
-                a = block.loc[block["implementation"] == impls[0], metric]
-                b = block.loc[block["implementation"] == impls[1], metric]
-                diff = a.mean() - b.mean()
-                spread = 2 * max(a.std(ddof=1) if len(a) > 1 else 0.0, b.std(ddof=1) if len(b) > 1 else 0.0)
-                word = "same" if abs(diff) <= spread else ("adunet better" if diff > 0 else "adunet worse")
-                parts.append(f"{metric} {diff:+.3f} ({word})")
-            lines.append(f"- {iters} iterations, {set_name}, {seq}: " + "; ".join(parts))
+    if set(impls) == {"adunet", "reference"}:
+        # each adunet setting against the reference's rows (of whichever run has them)
+        reference = frame[frame["implementation"] == "reference"]
+        ours = frame[frame["implementation"] == "adunet"]
+        settings = list(ours["setting"].unique()) if "setting" in keys else [None]
+        for setting in settings:
+            mine = ours if setting is None else ours[ours["setting"] == setting]
+            named = "" if setting is None else f", {setting}"
+            lines += ["", f"Verdict per budget, set and sequence (adunet{named} − reference, map AUROC and lesion "
+                      "removal; 'same' when the difference of the means is within 2 sd of the seeds' spread of either):",
+                      ""]
+            for (iters, set_name, seq), block in mine.groupby(["iterations", "set", "sequence"], sort=False):
+                other = reference[(reference["iterations"] == iters) & (reference["set"] == set_name)
+                                  & (reference["sequence"] == seq)]
+                if other.empty:
+                    continue
+                parts = []
+                for metric in ("map_auroc", "lesion_removal"):
+                    a, b = block[metric], other[metric]
+                    diff = a.mean() - b.mean()
+                    spread = 2 * max(a.std(ddof=1) if len(a) > 1 else 0.0, b.std(ddof=1) if len(b) > 1 else 0.0)
+                    word = "same" if abs(diff) <= spread else ("adunet better" if diff > 0 else "adunet worse")
+                    parts.append(f"{metric} {diff:+.3f} ({word})")
+                lines.append(f"- {iters} iterations, {set_name}, {seq}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -324,6 +337,9 @@ def main() -> None:
     parser.add_argument("--sequence", choices=list(SEQUENCES), help="one model on this sequence alone (the paper's "
                         "layout; adunet only); default: one model on all three")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change a hyperparameter")
+    parser.add_argument("--swap", action="store_true", help="ddpm: train adunet's and the reference's networks side "
+                        "by side and translate with every pairing of noise predictor and classifier (which network "
+                        "makes the difference)")
     parser.add_argument("--implementations", nargs="+", default=["adunet", "reference"], choices=["adunet", "reference"])
     parser.add_argument("--iterations", nargs="+", type=int, default=[250])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -335,6 +351,8 @@ def main() -> None:
     parser.add_argument("--label", help="a name for this run's setting (a 'setting' column)")
     parser.add_argument("--by-file", action="store_true", help="with --combine: each file is a setting of its own, "
                         "named by the file (where its rows name none); without it, files add seeds")
+    parser.add_argument("--names", nargs="+", help="with --by-file: the settings' names, one per file (default: "
+                        "the file names)")
     parser.add_argument("--combine", nargs="+", metavar="CSV", help="no training: summarise (and draw) the rows of "
                         "earlier runs' OUT.csv files together (e.g. one run per seed or per sequence)")
     add_torch_options(parser)
@@ -344,6 +362,8 @@ def main() -> None:
         return
     if not args.run or not args.params:
         parser.error("--run and --params are needed to train (or --combine CSV … to summarise earlier runs)")
+    if args.swap and (args.model != "ddpm" or not args.reference):
+        parser.error("--swap pairs the diffusion models' networks: it needs --model ddpm and --reference CHECKOUT")
     if "reference" in args.implementations and not args.reference:
         parser.error("--reference CHECKOUT is needed to train the reference code (or --implementations adunet)")
     if "reference" in args.implementations and args.sequence and args.model == "fpgan":
@@ -369,6 +389,16 @@ def main() -> None:
           f"cases; {args.model} {config} on {'/'.join(seqs)}, batch {batch}; checkpoints {checkpoints}")
     rows = []
     for seed in args.seeds:
+        if args.swap:
+            from reference_diffusion import train_swapped
+
+            begin = time.perf_counter()
+            got = train_swapped(args.reference, train, config, batch, seed, total, checkpoints, held, args.kernel,
+                                args.device, channels)
+            rows += [{**({"setting": args.label} if args.label else {}), "implementation": r.pop("pairing"),
+                      "seed": seed, **r} for r in got]
+            print(f"seed {seed} swapped pairings: {time.perf_counter() - begin:.0f} s")
+            continue
         for impl in args.implementations:
             begin = time.perf_counter()
             if impl == "adunet":
@@ -404,13 +434,17 @@ def main() -> None:
 def combine(args: argparse.Namespace) -> None:
     """``--combine``: the rows of earlier runs' CSVs, summarised (and drawn) together."""
     frames = []
-    for name in args.combine:
+    if args.names and (not args.by_file or len(args.names) != len(args.combine)):
+        sys.exit(f"--names: one name per --combine file ({len(args.combine)}), with --by-file")
+    for k, name in enumerate(args.combine):
         path = Path(name)
         if not path.is_file():
             sys.exit(f"--combine {name}: no such file")
         rows = pd.read_csv(path)
         if args.by_file and "setting" not in rows:
-            rows.insert(0, "setting", path.stem)
+            rows.insert(0, "setting", args.names[k] if args.names else path.stem)
+            # a setting is adunet's; the reference code is the same in every file
+            rows.loc[rows["implementation"] == "reference", "setting"] = "their code"
         frames.append(rows)
     frame = pd.concat(frames, ignore_index=True)
     text = summarise(frame)

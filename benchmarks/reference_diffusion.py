@@ -1,4 +1,6 @@
-"""Wolleb et al.'s guided diffusion trained by their own code on adunet's slices, for ``bench_parity.py --model ddpm``.
+"""Wolleb et al.'s guided diffusion trained by their own code on adunet's slices, for ``bench_parity.py --model ddpm``
+(:func:`train_reference_ddpm`) and ``--swap`` (:func:`train_swapped`: each code's noise predictor paired
+with either code's classifier).
 
 Nothing of the reference is copied here: :func:`load_reference` imports the ``guided_diffusion`` package
 of a checkout the user gives (``git clone https://github.com/JuliaWolleb/diffusion-anomaly``), and
@@ -155,6 +157,105 @@ def respaced(ref, config) -> tuple[object, int]:
     return spaced, config.ddim_steps
 
 
+class ReferenceDDPM:
+    """Their noise predictor and classifier at adunet's widths, trained and sampled by their code.
+
+    ``step(batch)`` is one iteration of both their training scripts; ``reconstruct(x)`` their guided
+    DDIM translation; ``eps_fn()`` and ``classifier_fn()`` the trained networks as adunet's sampler calls
+    them (``fn(x_t, t)``), for pairing them with adunet's networks (``bench_parity.py --swap``)."""
+
+    def __init__(self, checkout: str, in_channels: int, image_size: int, config, device: str):
+        c = self.config = config
+        self.ref = ref = load_reference(checkout, c.norm_num_groups)
+        self.model, self.classifier = (net.to(device) for net in build(ref, in_channels, image_size, c))
+        self.in_channels, self.device = in_channels, device
+        self.full = diffusion(ref, c.timesteps)
+        self.sampler_t = ref.resample.create_named_schedule_sampler("uniform", self.full, maxt=c.timesteps)
+        self.sampler_c = ref.resample.create_named_schedule_sampler("uniform", self.full,
+                                                                    maxt=c.classifier_max_t or c.timesteps)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=0.0)
+        self.opt_c = torch.optim.AdamW(self.classifier.parameters(), lr=c.classifier_lr, weight_decay=0.0)
+        self.spaced, self.noise_level = respaced(ref, c)
+        self.timestep_map = torch.tensor(self.spaced.timestep_map, device=device)
+        self.steps = 0
+
+    def step(self, batch) -> None:
+        """One DDPM step (their ``TrainLoop``) and one classifier step (their ``classifier_train.py``)."""
+        c, device = self.config, self.device
+        x0 = batch.images.to(device) * 2 - 1
+        labels = batch.labels.to(device).long()
+        learn = torch.ones_like(labels, dtype=torch.bool) if c.class_conditional else labels == 0
+        self.model.train()
+        if learn.any():
+            t, weights = self.sampler_t.sample(int(learn.sum()), device)
+            kwargs = {"y": labels[learn]} if c.class_conditional else {}
+            losses, _ = self.full.training_losses(self.model, x0[learn], t, model_kwargs=kwargs)  # (terms, output)
+            self.opt.zero_grad(set_to_none=True)
+            (losses["loss"] * weights).mean().backward()
+            self.opt.step()
+        if c.classifier_iterations <= 0 or self.steps < c.classifier_iterations:
+            self.classifier.train()
+            t, _ = self.sampler_c.sample(len(x0), device)
+            logits = self.classifier(self.full.q_sample(x0, t), timesteps=t)
+            self.opt_c.zero_grad(set_to_none=True)
+            F.cross_entropy(logits, labels).backward()
+            self.opt_c.step()
+        self.steps += 1
+
+    def eval(self) -> None:
+        self.model.eval()
+        self.classifier.eval()
+
+    def eps_fn(self):
+        """Their noise predictor as ``eps = fn(x_t, t)`` at the healthy label (ε half of its output)."""
+
+        def fn(x, t):
+            y = torch.zeros(len(x), dtype=torch.long, device=x.device) if self.config.class_conditional else None
+            return self.model(x, t, y)[:, :self.in_channels]
+
+        return fn
+
+    def classifier_fn(self):
+        """Their classifier as ``logits = fn(x_t, t)``."""
+        return lambda x, t: self.classifier(x, timesteps=t)
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """Their guided DDIM translation of ``x`` ((N, C, S, S) in [0, 1]), one slice at a time as their
+        ``--batch_size 1`` (``range(t)`` of a one-element tensor)."""
+        c, device, timestep_map = self.config, self.device, self.timestep_map
+
+        def cond_fn(x, t, y=None):
+            with torch.enable_grad():
+                x_in = x.detach().requires_grad_(True)
+                log_probs = F.log_softmax(self.classifier(x_in, timestep_map[t]), dim=-1)
+                grad = torch.autograd.grad(log_probs[range(len(x_in)), y.view(-1)].sum(), x_in)[0]
+            return grad, grad * c.guidance_scale
+
+        def model_fn(x, t, y=None):
+            return self.model(x, t, y if c.class_conditional else None)
+
+        out = []
+        for start in range(len(x)):
+            img = torch.from_numpy(x[start:start + 1]).to(device) * 2 - 1
+            healthy = torch.zeros(len(img), dtype=torch.long, device=device)
+            # their ddim_sample_loop_known, less its Visdom drawings (which index a 4th channel): the slice
+            # noised to t = 0 by q_sample, then their progressive DDIM encode/decode
+            start_x = self.spaced.q_sample(img, torch.zeros(1, dtype=torch.long, device=device),
+                                           noise=torch.randn_like(img))
+            steps = _quiet(list, self.spaced.ddim_sample_loop_progressive(
+                model_fn, tuple(img.shape), time=self.noise_level, noise=start_x, clip_denoised=c.clip_denoised,
+                cond_fn=cond_fn, model_kwargs={"y": healthy}, device=device))
+            out.append(((steps[-1]["sample"].clamp(-1, 1) + 1) / 2).detach().cpu().numpy())
+        return np.concatenate(out)
+
+
+def resolved(config: dict, in_channels: int, image_size: int):
+    """adunet's resolved ``DDPMConfig`` for ``config`` (the widths and settings both codes are given)."""
+    from adunet_lib.anomaly_models import create  # noqa: PLC0415
+
+    return create("ddpm", in_channels, image_size, config, device="meta").config
+
+
 def train_reference_ddpm(checkout: str, train, config: dict, batch: int, seed: int, total: int,
                          checkpoints: list[int], held, kernel: int, device: str,
                          channels: list[int]) -> list[dict]:
@@ -162,79 +263,78 @@ def train_reference_ddpm(checkout: str, train, config: dict, batch: int, seed: i
     and score G(x) at each checkpoint with ``held`` (``bench_parity.HeldOut``)."""
     from bench_parity import channel_subset  # noqa: PLC0415
 
-    from adunet_lib.anomaly_models import create  # noqa: PLC0415
     from adunet_lib.anomaly_models.data import BatchSampler  # noqa: PLC0415
 
-    c = create("ddpm", len(channels), int(train.images.shape[-1]), config, device="meta").config
-    ref = load_reference(checkout, c.norm_num_groups)
+    size = int(train.images.shape[-1])
+    c = resolved(config, len(channels), size)
     torch.manual_seed(seed)
-    model, classifier = build(ref, len(channels), int(train.images.shape[-1]), c)
-    model, classifier = model.to(device), classifier.to(device)
-    full = diffusion(ref, c.timesteps)
-    sampler_t = ref.resample.create_named_schedule_sampler("uniform", full, maxt=c.timesteps)
-    sampler_c = ref.resample.create_named_schedule_sampler("uniform", full, maxt=c.classifier_max_t or c.timesteps)
-    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.0)
-    opt_c = torch.optim.AdamW(classifier.parameters(), lr=c.classifier_lr, weight_decay=0.0)
+    ref = ReferenceDDPM(checkout, len(channels), size, c, device)
     batches = BatchSampler(train, batch, balanced=True, seed=seed, flip=False)
-    spaced, noise_level = respaced(ref, c)
-    timestep_map = torch.tensor(spaced.timestep_map, device=device)
     rows, seconds = [], 0.0
     for step in range(1, total + 1):
         begin = time.perf_counter()
-        b = channel_subset(batches.next(), channels).to(device)
-        x0 = b.images * 2 - 1
-        labels = b.labels.long()
-        learn = torch.ones_like(labels, dtype=torch.bool) if c.class_conditional else labels == 0
-        model.train()
-        if learn.any():
-            t, weights = sampler_t.sample(int(learn.sum()), device)
-            kwargs = {"y": labels[learn]} if c.class_conditional else {}
-            losses, _ = full.training_losses(model, x0[learn], t, model_kwargs=kwargs)  # (terms, output)
-            opt.zero_grad(set_to_none=True)
-            (losses["loss"] * weights).mean().backward()
-            opt.step()
-        if c.classifier_iterations <= 0 or step - 1 < c.classifier_iterations:
-            classifier.train()
-            t, _ = sampler_c.sample(len(x0), device)
-            logits = classifier(full.q_sample(x0, t), timesteps=t)
-            opt_c.zero_grad(set_to_none=True)
-            F.cross_entropy(logits, labels).backward()
-            opt_c.step()
+        ref.step(channel_subset(batches.next(), channels))
         seconds += time.perf_counter() - begin
         if step in checkpoints:
-            model.eval()
-            classifier.eval()
-
-            def cond_fn(x, t, y=None):
-                with torch.enable_grad():
-                    x_in = x.detach().requires_grad_(True)
-                    log_probs = F.log_softmax(classifier(x_in, timestep_map[t]), dim=-1)
-                    grad = torch.autograd.grad(log_probs[range(len(x_in)), y.view(-1)].sum(), x_in)[0]
-                return grad, grad * c.guidance_scale
-
-            def model_fn(x, t, y=None):
-                return model(x, t, y if c.class_conditional else None)
-
-            def recon(x: np.ndarray) -> np.ndarray:
-                # one slice at a time: their loop takes a batch of one (``--batch_size 1``; ``range(t)`` of a
-                # one-element tensor)
-                out = []
-                for start in range(len(x)):
-                    img = torch.from_numpy(x[start:start + 1]).to(device) * 2 - 1
-                    healthy = torch.zeros(len(img), dtype=torch.long, device=device)
-                    # their ddim_sample_loop_known, less its Visdom drawings (which index a 4th channel):
-                    # the slice noised to t = 0 by q_sample, then their progressive DDIM encode/decode
-                    start_x = spaced.q_sample(img, torch.zeros(1, dtype=torch.long, device=device),
-                                              noise=torch.randn_like(img))
-                    steps = _quiet(list, spaced.ddim_sample_loop_progressive(
-                        model_fn, tuple(img.shape), time=noise_level, noise=start_x, clip_denoised=c.clip_denoised,
-                        cond_fn=cond_fn, model_kwargs={"y": healthy}, device=device))
-                    sample = steps[-1]["sample"]
-                    out.append(((sample.clamp(-1, 1) + 1) / 2).detach().cpu().numpy())
-                return np.concatenate(out)
-
+            ref.eval()
             rows += [{"iterations": step, "train_minutes": seconds / 60, **r}
-                     for r in held.score(recon, kernel, channels)]
+                     for r in held.score(ref.reconstruct, kernel, channels)]
+    return rows
+
+
+def train_swapped(checkout: str, train, config: dict, batch: int, seed: int, total: int, checkpoints: list[int],
+                  held, kernel: int, device: str, channels: list[int]) -> list[dict]:
+    """adunet's DDPM and classifier and the reference's, trained side by side on the same batches; at each
+    checkpoint every pairing of a noise predictor with a classifier translates through adunet's guided
+    DDIM (and the reference's pair through their own sampler too): which network makes the difference.
+    Rows are named ``ddpm <code> + classifier <code>`` (``, their sampler`` for the last)."""
+    from bench_parity import channel_subset  # noqa: PLC0415
+
+    from adunet_lib.anomaly_models import create  # noqa: PLC0415
+    from adunet_lib.anomaly_models.data import BatchSampler  # noqa: PLC0415
+    from adunet_lib.anomaly_models.diffusion.sampling import HEALTHY, ddim_decode, ddim_encode, ddim_timesteps  # noqa: PLC0415
+
+    size = int(train.images.shape[-1])
+    torch.manual_seed(seed)
+    ours = create("ddpm", len(channels), size, config, device=device)
+    ours.configure(total, 1)
+    c = ours.config
+    ref = ReferenceDDPM(checkout, len(channels), size, c, device)
+    batches_ours = BatchSampler(train, batch, balanced=True, seed=seed, flip=False)
+    batches_ref = BatchSampler(train, batch, balanced=True, seed=seed, flip=False)
+    levels = ddim_timesteps(c.noise_level, c.ddim_steps)
+    rows = []
+    for step in range(1, total + 1):
+        ours.train()
+        ours.train_step(channel_subset(batches_ours.next(), channels).to(ours.device))
+        ours.step += 1
+        ref.step(channel_subset(batches_ref.next(), channels))
+        if step not in checkpoints:
+            continue
+        for net in ours.networks().values():
+            net.eval()
+        ref.eval()
+        eps = {"adunet": ours._ddpm(HEALTHY), "reference": ref.eps_fn()}
+        classifiers = {"adunet": ours._run(ours.classifier), "reference": ref.classifier_fn()}
+        for e, eps_fn in eps.items():
+            for k, classifier in classifiers.items():
+
+                def recon(x: np.ndarray, eps_fn=eps_fn, classifier=classifier) -> np.ndarray:
+                    out = []
+                    for start in range(0, len(x), 16):
+                        x0 = torch.from_numpy(x[start:start + 16]).to(device) * 2 - 1
+                        with torch.no_grad():
+                            latent = ddim_encode(eps_fn, x0, ours.alpha_bar, levels)
+                            healthy = ddim_decode(eps_fn, latent, ours.alpha_bar, levels, classifier,
+                                                  c.guidance_scale, HEALTHY, c.clip_denoised)
+                        out.append(((healthy + 1) / 2).cpu().numpy())
+                    return np.concatenate(out)
+
+                rows += [{"iterations": step, "pairing": f"ddpm {e} + classifier {k}", **r}
+                         for r in held.score(recon, kernel, channels)]
+        with torch.random.fork_rng():  # their sampler draws noise: it must not move the training that follows
+            rows += [{"iterations": step, "pairing": "ddpm reference + classifier reference, their sampler", **r}
+                     for r in held.score(ref.reconstruct, kernel, channels)]
     return rows
 
 

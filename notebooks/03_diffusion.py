@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -18,6 +20,11 @@
 # classifier learns healthy vs lesion on noised slices. The pseudo-healthy image comes from a
 # deterministic DDIM encoding to noise level L, then a DDIM decoding guided toward "healthy" with
 # scale s. `ddim_steps` sets how many DDIM steps span 0..L — the "fast guided diffusion" knob.
+#
+# The classifier: `classifier_design: wolleb` (paper.yaml) is the one of Wolleb et al.'s code — attention
+# pooling after a middle block — with which adunet's DDPM removes as much of a lesion as their code at
+# equal budget; `adunet` (the demo's) is MONAI's encoder with a perceptron head, which removed a quarter to
+# a half as much (figures/bench/parity_ddpm_classifier.md).
 
 # %% tags=["parameters"]
 # DiffusionParams in adunet_lib/anomaly_models/params.py: change parameters there, then python -m adunet_lib.runner.params --sync

@@ -148,6 +148,7 @@ def test_paper_yaml_settings_from_the_paper_and_the_reference_code_reach_the_mod
     ddpm = get("ddpm").resolve_config(dict(paper["diffusion"]["models"]["ddpm"]))
     assert tuple(ddpm.classifier_attention_resolutions) == (16,) == tuple(ddpm.attention_resolutions)
     assert ddpm.class_conditional is True  # Wolleb's, chosen by figures/bench/ddpm_class_conditional.txt
+    assert ddpm.classifier_design == "wolleb"  # Wolleb's classifier, chosen by figures/bench/parity_ddpm.md
     for name in ("dense_ae", "spatial_ae"):
         hyper = dict(paper["autoencoders"]["models"][name])
         assert hyper["bottleneck_design"] == "baur"
@@ -162,4 +163,5 @@ def test_paper_yaml_settings_from_the_paper_and_the_reference_code_reach_the_mod
         assert not {"loss", "checkpoint", "lesion_threshold"} & set(blocks["segmentation"])  # notebook defaults
         for model, hyper in blocks["autoencoders"]["models"].items():
             assert get(model).resolve_config(dict(hyper or {})).bottleneck_design == "adunet"
-        assert get("ddpm").resolve_config(dict(blocks["diffusion"]["models"]["ddpm"])).class_conditional is False
+        demo_ddpm = get("ddpm").resolve_config(dict(blocks["diffusion"]["models"]["ddpm"]))
+        assert demo_ddpm.class_conditional is False and demo_ddpm.classifier_design == "adunet"

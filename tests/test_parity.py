@@ -80,3 +80,31 @@ def test_the_diffusion_reference_checkout_is_checked_before_training(tmp_path, c
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"--reference {checkout}") and message in lines[0]
+
+
+def test_each_adunet_setting_gets_its_verdict_against_the_reference(tmp_path):
+    """Two adunet settings from two runs and the reference's rows from one of them: a verdict block per
+    setting, each against the same reference rows; --names names the settings."""
+    def rows(impl: str, auroc: float, removal: float) -> pd.DataFrame:
+        frame = pd.concat([curve_rows(0, auroc), curve_rows(1, auroc + 0.01)], ignore_index=True)
+        return frame.assign(implementation=impl, lesion_removal=removal + frame["seed"] * 0.01)
+
+    pd.concat([rows("adunet", 0.40, 0.10), rows("reference", 0.40, 0.60)]).to_csv(tmp_path / "old.csv", index=False)
+    rows("adunet", 0.70, 0.60).to_csv(tmp_path / "new.csv", index=False)
+    done = run_parity("--model", "ddpm", "--combine", "old.csv", "new.csv", "--by-file", "--names",
+                      "classifier_design=adunet", "classifier_design=wolleb", "--out", "out/parity", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "out" / "parity.md").read_text(encoding="utf-8")
+    assert "| their code | reference | 1000 | external test | ADC |" in table  # a setting is adunet's
+    old = table.split("(adunet, classifier_design=adunet − reference")[1].split("Verdict")[0]
+    new = table.split("(adunet, classifier_design=wolleb − reference")[1]
+    assert "- 1000 iterations, external test, ADC: map_auroc +0.000 (same); lesion_removal -0.500 (adunet worse)" in old
+    assert "- 1000 iterations, external test, ADC: map_auroc +0.300 (adunet better); lesion_removal +0.000 (same)" in new
+    # a name per file, or none
+    done = run_parity("--combine", "old.csv", "new.csv", "--by-file", "--names", "one", cwd=tmp_path)
+    assert done.returncode != 0 and done.stderr.strip() == "--names: one name per --combine file (2), with --by-file"
+
+
+def test_swap_needs_the_diffusion_model_and_a_reference(tmp_path):
+    done = run_parity("--swap", "--run", "r", "--params", "p.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "--swap pairs the diffusion models' networks" in done.stderr

@@ -291,3 +291,30 @@ def test_wollebs_class_conditional_ddpm_learns_every_slice_told_its_label_and_sa
                                                                                    reloaded.config.ddim_steps))
     assert all(labels.tolist() == [0, 0, 0] for labels in given)
     torch.testing.assert_close(out, trained.reconstruct(disc_slices(3, lesion=True, seed=11)))
+
+
+def test_wollebs_classifier_design_trains_reloads_and_guides(tmp_path):
+    """``classifier_design: wolleb`` builds the classifier of Wolleb et al.'s code (a middle block with
+    attention, attention pooling) instead of MONAI's flattened perceptron; a run records it, a reload
+    rebuilds it, and a reconstruction asks it for one gradient per DDIM step. An unknown design is
+    refused at construction, naming the ones there are."""
+    from monai.networks.nets.diffusion_model_unet import DiffusionModelEncoder
+
+    from adunet_lib.anomaly_models.checkpoint import load_model
+    from adunet_lib.anomaly_models.diffusion.torch_model import WollebClassifier
+
+    assert isinstance(create("ddpm", 1, SIZE, GuidedDiffusion.smoke_config()).classifier, DiffusionModelEncoder)
+    config = GuidedDiffusion.smoke_config() | {"classifier_design": "wolleb"}
+    trained, _ = fit("ddpm", toy_cohort(), tmp_path, TrainSettings(iterations=6, batch_size=8, checkpoint_every=1000,
+                                                                   log_every=2, seed=0),
+                     model_config=config, show_progress=False, log=lambda _: None)
+    reloaded = load_model(tmp_path / "model.pt")
+    assert isinstance(reloaded.classifier, WollebClassifier) and reloaded.config.classifier_design == "wolleb"
+    calls = []
+    reloaded.classifier.register_forward_hook(lambda *_: calls.append(1))
+    x = disc_slices(3, lesion=True, seed=12)
+    out = reloaded.reconstruct(x)
+    assert out.shape == x.shape and len(calls) == reloaded.config.ddim_steps
+    torch.testing.assert_close(out, trained.reconstruct(x))
+    with pytest.raises(ValueError, match="adunet.*wolleb.*'flatten'"):
+        create("ddpm", 1, SIZE, GuidedDiffusion.smoke_config() | {"classifier_design": "flatten"})

@@ -58,6 +58,15 @@ class DDPMConfig(SpeedOptions):
         lr: DDPM Adam learning rate.
         classifier_channels, classifier_attention_resolutions, classifier_num_res_blocks: the
             classifier's architecture.
+        classifier_design: ``adunet`` (MONAI's ``DiffusionModelEncoder``: every level halves the map,
+            the last one flattened into a two-layer perceptron) or ``wolleb`` (the classifier of Wolleb
+            et al.'s code, :class:`~adunet_lib.anomaly_models.diffusion.torch_model.WollebClassifier`:
+            a middle block with attention and attention pooling, so evidence counts wherever it sits).
+            At equal budget Wolleb's code removed more of the lesion than adunet's DDPM with the ``adunet``
+            design; pairing each code's noise predictor with either classifier puts most of the difference
+            in the classifier (figures/bench/parity_ddpm_swap.md), and with ``wolleb`` adunet's removes
+            as much (figures/bench/parity_ddpm_classifier.md). paper.yaml: ``wolleb``; the default stays
+            ``adunet``, which the committed demo was made with.
         classifier_lr: classifier Adam learning rate.
         classifier_iterations: steps during which the classifier trains (0 = all).
         classifier_max_t: the classifier sees t uniform in ``[0, classifier_max_t)``; 0 = all T (the
@@ -88,6 +97,7 @@ class DDPMConfig(SpeedOptions):
     classifier_channels: tuple[int, ...] = (128, 128, 256, 384, 512)
     classifier_attention_resolutions: tuple[int, ...] = (32, 16, 8)
     classifier_num_res_blocks: int = 2
+    classifier_design: str = "adunet"
     classifier_lr: float = 1e-4
     classifier_iterations: int = 150_000
     classifier_max_t: int = 0
@@ -127,7 +137,7 @@ class GuidedDiffusion(ReconstructionModel):
                                     num_classes=2 if c.class_conditional else None)
         self.classifier = noisy_classifier(in_channels, image_size, tuple(c.classifier_channels),
                                            tuple(c.classifier_attention_resolutions), c.classifier_num_res_blocks,
-                                           c.num_head_channels, c.norm_num_groups)
+                                           c.num_head_channels, c.norm_num_groups, design=c.classifier_design)
         self._prepare(self.unet, self.classifier)
         self._opt: torch.optim.Optimizer | None = None
         self._classifier_opt: torch.optim.Optimizer | None = None
