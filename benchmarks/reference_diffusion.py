@@ -292,7 +292,7 @@ def train_swapped(checkout: str, train, config: dict, batch: int, seed: int, tot
 
     from adunet_lib.anomaly_models import create  # noqa: PLC0415
     from adunet_lib.anomaly_models.data import BatchSampler  # noqa: PLC0415
-    from adunet_lib.anomaly_models.diffusion.sampling import HEALTHY, ddim_decode, ddim_encode, ddim_timesteps  # noqa: PLC0415
+    from adunet_lib.anomaly_models.diffusion.sampling import HEALTHY  # noqa: PLC0415
 
     size = int(train.images.shape[-1])
     torch.manual_seed(seed)
@@ -302,7 +302,6 @@ def train_swapped(checkout: str, train, config: dict, batch: int, seed: int, tot
     ref = ReferenceDDPM(checkout, len(channels), size, c, device)
     batches_ours = BatchSampler(train, batch, balanced=True, seed=seed, flip=False)
     batches_ref = BatchSampler(train, batch, balanced=True, seed=seed, flip=False)
-    levels = ddim_timesteps(c.noise_level, c.ddim_steps)
     rows = []
     for step in range(1, total + 1):
         ours.train()
@@ -320,15 +319,8 @@ def train_swapped(checkout: str, train, config: dict, batch: int, seed: int, tot
             for k, classifier in classifiers.items():
 
                 def recon(x: np.ndarray, eps_fn=eps_fn, classifier=classifier) -> np.ndarray:
-                    out = []
-                    for start in range(0, len(x), 16):
-                        x0 = torch.from_numpy(x[start:start + 16]).to(device) * 2 - 1
-                        with torch.no_grad():
-                            latent = ddim_encode(eps_fn, x0, ours.alpha_bar, levels)
-                            healthy = ddim_decode(eps_fn, latent, ours.alpha_bar, levels, classifier,
-                                                  c.guidance_scale, HEALTHY, c.clip_denoised)
-                        out.append(((healthy + 1) / 2).cpu().numpy())
-                    return np.concatenate(out)
+                    return np.concatenate([ours.translate(torch.from_numpy(x[start:start + 16]).to(device), eps_fn,
+                                                          classifier).cpu().numpy() for start in range(0, len(x), 16)])
 
                 rows += [{"iterations": step, "pairing": f"ddpm {e} + classifier {k}", **r}
                          for r in held.score(recon, kernel, channels)]

@@ -211,12 +211,18 @@ class GuidedDiffusion(ReconstructionModel):
         return losses
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.translate(x)
+
+    def translate(self, x: torch.Tensor, ddpm: NetworkFn | None = None,
+                  classifier: NetworkFn | None = None) -> torch.Tensor:
+        """Pseudo-healthy ``x`` (in [0, 1]) by this model's guided DDIM, with its own networks or the noise
+        predictor and classifier given as ``fn(x_t, t)`` (``bench_parity.py --swap`` pairs another code's)."""
         c = self.config
         steps = ddim_timesteps(c.noise_level, c.ddim_steps)
         with torch.no_grad():
-            unet = self._ddpm(HEALTHY)  # Wolleb et al. encode and decode with the healthy label
+            unet = ddpm or self._ddpm(HEALTHY)  # Wolleb et al. encode and decode with the healthy label
             latent = ddim_encode(unet, x * 2 - 1, self.alpha_bar, steps)
             # decoding re-enables gradients for the classifier only
-            healthy = ddim_decode(unet, latent, self.alpha_bar, steps, self._run(self.classifier), c.guidance_scale,
-                                  HEALTHY, c.clip_denoised)
+            healthy = ddim_decode(unet, latent, self.alpha_bar, steps, classifier or self._run(self.classifier),
+                                  c.guidance_scale, HEALTHY, c.clip_denoised)
         return (healthy + 1) / 2
