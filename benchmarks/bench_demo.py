@@ -1,5 +1,5 @@
 """How long does the main job take? Runs `adunet reproduce params/demo.yaml` from nothing and prints
-the wall time of every notebook and the total (target: ≤ 15 minutes on 2 CPU cores).
+the wall time of every notebook and the total (target: ≤ 12 minutes on 2 CPU cores, #26).
 
     python benchmarks/bench_demo.py            # into a temporary folder (nothing of runs/demo is reused)
     python benchmarks/bench_demo.py --keep DIR # keep the run and figures in DIR
@@ -35,7 +35,7 @@ def main() -> None:
     print("\nnotebook                 seconds")
     for nb, seconds in timings.items():
         print(f"{nb:24s} {seconds:7.0f}")
-    print(f"{'total':24s} {total:7.0f}  ({total / 60:.1f} min; target ≤ 15 min)")
+    print(f"{'total':24s} {total:7.0f}  ({total / 60:.1f} min; target ≤ 12 min)")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ number of DDIM steps (see ``reference_diffusion``).
 
 ``--iterations`` lists checkpoints of one training per seed (log-spaced for a learning curve; the
 budget is the largest, and the learning rate decays relative to it). At each checkpoint every held-out
-labelled case (validation, external test) is reconstructed to healthy, and per set and sequence:
+labelled case (validation, external test; ``--held-cases N``: a fixed draw of N per set, for a large run
+such as runs/bench) is reconstructed to healthy, and per set and sequence:
 
 - ``map_auroc``: voxel AUROC of the anomaly map Φ(|x − G(x)|) (box filter of ``--kernel`` pixels, 0 outside
   the gland) for lesion vs other gland voxels, on the model slices (not resampled to the T2W grid);
@@ -109,10 +110,15 @@ def channel_subset(batch: SliceBatch, channels: list[int]) -> SliceBatch:
 
 
 class HeldOut:
-    """Every held-out labelled case's cropped slices, gland, lesion and twin, for scoring G(x)."""
+    """Every held-out labelled case's cropped slices, gland, lesion and twin, for scoring G(x); with
+    ``per_set``, that many cases of each set (validation, external test), drawn with a fixed seed so
+    every run and seed scores the same ones."""
 
-    def __init__(self, ctx: RunContext, cases: pd.DataFrame):
+    def __init__(self, ctx: RunContext, cases: pd.DataFrame, per_set: int | None = None):
         chosen = cases[cases["labeled"].astype(bool) & cases["split"].isin([VAL, TEST])]
+        if per_set is not None:
+            chosen = pd.concat(group.sample(n=min(per_set, len(group)), random_state=0).sort_values("case_id")
+                               for _, group in chosen.groupby("split", sort=True))
         self.items = []
         for _, row in chosen.iterrows():
             pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
@@ -344,6 +350,8 @@ def main() -> None:
     parser.add_argument("--iterations", nargs="+", type=int, default=[250])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--lambda-id", type=float, help="override λ_id (the official BRATS recipe: 0.1)")
+    parser.add_argument("--held-cases", type=int, metavar="N", help="score N held-out cases of each set (a fixed "
+                        "draw) instead of all: a large run's checkpoints in minutes (default: every case)")
     parser.add_argument("--kernel", type=int, default=4, help="Φ's box filter in model-slice pixels (demo: 4)")
     parser.add_argument("--speed", nargs="*", default=[], help="adunet speed switches (e.g. critic_gemm fused_optimizer)")
     parser.add_argument("--out", help="write OUT.csv and OUT.md")
@@ -381,7 +389,7 @@ def main() -> None:
     rows_used = cohort_slices(slices, uses_labels=True)
     data = load_slices(ctx, rows_used, "all", CROPPED, splits=[TRAIN], sets=[INTERNAL])
     train = training_slices(data, uses_labels=True)
-    held = HeldOut(ctx, cases)
+    held = HeldOut(ctx, cases, args.held_cases)
     checkpoints = sorted(set(args.iterations))
     total = checkpoints[-1]
     seqs = [SEQUENCE_DISPLAY[SEQUENCES[c]] for c in channels]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -108,3 +109,23 @@ def test_each_adunet_setting_gets_its_verdict_against_the_reference(tmp_path):
 def test_swap_needs_the_diffusion_model_and_a_reference(tmp_path):
     done = run_parity("--swap", "--run", "r", "--params", "p.yaml", cwd=tmp_path)
     assert done.returncode == 2 and "--swap pairs the diffusion models' networks" in done.stderr
+
+
+def test_held_cases_scores_the_same_fixed_draw_of_each_set(tiny_run):
+    """--held-cases N: N cases of each held-out set, the same ones in every run (seed-independent), so a
+    large run's checkpoints are scored on comparable cases; without it, every labelled held-out case."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from bench_parity import HeldOut
+    finally:
+        sys.path.remove(str(BENCH))
+    ctx, tables = tiny_run
+    cases = tables.cases
+    everyone = HeldOut(ctx, cases)
+    held = cases[cases["labeled"].astype(bool) & cases["split"].isin(["val", "test"])]
+    assert len(everyone.items) == len(held)
+    one = HeldOut(ctx, cases, per_set=1)
+    again = HeldOut(ctx, cases, per_set=1)
+    assert sorted(item[0] for item in one.items) == sorted(held["split"].unique())
+    for a, b in zip(one.items, again.items):
+        assert a[0] == b[0] and np.array_equal(a[1], b[1])
