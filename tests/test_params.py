@@ -15,7 +15,7 @@ def _write(tmp_path, text):
 
 def test_shipped_params_files_validate_against_the_notebooks(repo):
     notebooks = find_notebooks(repo / "notebooks")
-    for name in ("demo", "smoke", "paper"):
+    for name in ("demo", "smoke", "paper", "bench"):
         injected = validate(load_params(repo / "params" / f"{name}.yaml"), notebooks)
         assert set(injected) == {nb.name for nb in notebooks}
 
