@@ -377,6 +377,8 @@ def main() -> None:
     if "reference" in args.implementations and args.sequence and args.model == "fpgan":
         parser.error("--sequence: the official Fixed-Point GAN's generator takes 3 channels; use "
                      "--implementations adunet")
+    if args.held_cases is not None and args.held_cases < 1:
+        parser.error(f"--held-cases {args.held_cases}: score at least 1 case of each set (or leave it out: every case)")
     start(args)
     ctx = RunContext(Path(args.run), Path(args.run) / "figures")
     cases, slices = ctx.tables()

@@ -117,15 +117,23 @@ def test_held_cases_scores_the_same_fixed_draw_of_each_set(tiny_run):
     sys.path.insert(0, str(BENCH))
     try:
         from bench_parity import HeldOut
+
+        from adunet_lib.vocabulary import TEST, VAL
     finally:
         sys.path.remove(str(BENCH))
     ctx, tables = tiny_run
     cases = tables.cases
     everyone = HeldOut(ctx, cases)
-    held = cases[cases["labeled"].astype(bool) & cases["split"].isin(["val", "test"])]
+    held = cases[cases["labeled"].astype(bool) & cases["split"].isin([VAL, TEST])]
     assert len(everyone.items) == len(held)
     one = HeldOut(ctx, cases, per_set=1)
     again = HeldOut(ctx, cases, per_set=1)
     assert sorted(item[0] for item in one.items) == sorted(held["split"].unique())
     for a, b in zip(one.items, again.items):
         assert a[0] == b[0] and np.array_equal(a[1], b[1])
+
+
+def test_held_cases_below_one_is_refused_before_training(tmp_path):
+    done = run_parity("--run", "r", "--params", "p.yaml", "--implementations", "adunet", "--held-cases", "0",
+                      cwd=tmp_path)
+    assert done.returncode == 2 and "--held-cases 0: score at least 1 case" in done.stderr
