@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from adunet_lib.anomaly_maps.maps import VIEWER_SEQUENCE, case_maps, overlay_labels
-from adunet_lib.anomaly_models.inference import pseudo_healthy
+from adunet_lib.anomaly_maps.maps import VIEWER_SEQUENCE, map_makers, model_maps, overlay_labels
+from adunet_lib.anomaly_models.data import map_parts
 from adunet_lib.data.case import Case, load_case
 from adunet_lib.data.image import Image, read_image, write_image
 from adunet_lib.errors import AdunetError
@@ -175,8 +175,11 @@ def _predict(ctx: RunContext, settings: dict, given: dict[str, Path], masks: dic
     pre = preprocess_case(loaded, config, modes=(CROPPED,))
 
     map_model = spec.maps_from(settings["map_model"])
-    kernel = read_json(ctx.map_record(map_model))["kernel_size"]
-    maps = case_maps(pre, pseudo_healthy(ctx, map_model, pre), kernel)
+    record = read_json(ctx.map_record(map_model))
+    # the run's rule for a case outside its training split (leak-free maps: the part models' mean map)
+    run_parts = map_parts(ctx.tables()[0]) if record.get("held_out_maps") else []
+    maps, _ = model_maps(ctx, map_model, pre, record["kernel_size"],
+                         map_makers(map_model, None, run_parts, record.get("held_out_maps") or "full"))
     map_files = [write_image(image, stage / f"{case_id}_{seq}_anomaly.mha") for seq, image in maps.items()]
     log(f"{case_id}: anomaly maps ({map_model}) written")
 

@@ -36,6 +36,7 @@ interactive: bool = True  # widgets in JupyterLab; static figures when false (he
 # --- this notebook: defaults = params/demo.yaml (CPU demo); the paper's settings are in params/paper.yaml ---
 models: list = []  # models to make maps with; [] → every model trained in this run (notebooks 02–04), plus the oracle on phantoms
 blur_kernel: int = 4  # Φ's kernel size in model-slice pixels (paper: 8 at 128² slices)
+held_out_maps: str = "parts"  # leak-free maps only: who maps the cases outside the training split: parts (the mean of the part models' maps, whose maps nnU-Net learns from) or full (the model trained on every part)
 fig4_models: list = ["fpgan", "ddpm", "oracle"]  # reconstructions shown in Fig. 4 (the paper: FP-GAN and diffusion; oracle: phantoms only)
 fig4_patients: int = 4  # patients in Fig. 4
 

@@ -166,6 +166,41 @@ def test_the_series_counts_every_case_of_real_layouts(smoke_series):
 
 
 @pytest.mark.slow
+def test_held_out_maps_come_from_the_models_that_made_the_training_maps(smoke_series):
+    """With leak-free maps nnU-Net learns from the part models' maps; a validation or external study's map is
+    the mean of those same models' maps (not the full model's, a channel of another scale), and the record
+    says so."""
+    import json
+
+    import numpy as np
+
+    from adunet_lib.anomaly_maps.maps import model_maps
+    from adunet_lib.anomaly_models.registry import trained_models
+    from adunet_lib.data.image import read_image
+    from adunet_lib.preprocessing.pipeline import PreprocessedCase
+    from adunet_lib.run_folder import RunContext
+
+    run, figures, _ = smoke_series
+    ctx = RunContext(run, figures)
+    cases, _ = ctx.tables()
+    model = trained_models(ctx)[0]
+    record = json.loads(ctx.map_record(model).read_text(encoding="utf-8"))
+    assert record["held_out_maps"] == "parts"
+    kernel = record["kernel_size"]
+    for split in ("val", "test", "train"):
+        row = cases[cases["split"] == split].iloc[0]
+        pre = PreprocessedCase.from_run(ctx, row["set"], row["case_id"])
+        written = {s: read_image(ctx.map_file(model, row["case_id"], s)).array for s in ("t2w", "adc", "hbv")}
+        makers = [int(row["map_part"])] if split == "train" else [0, 1]
+        expected, _ = model_maps(ctx, model, pre, kernel, makers)
+        full, _ = model_maps(ctx, model, pre, kernel, [None])
+        for seq, array in written.items():
+            assert np.allclose(array, expected[seq].array, atol=1e-6), (split, seq)
+        assert any(not np.allclose(array, full[seq].array, atol=1e-4) for seq, array in written.items()), split
+    assert "mean of those part models' maps" in (figures / "summary.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
 def test_leak_free_maps_come_from_models_blind_to_the_case(smoke_series):
     """params/smoke.yaml asks for leak-free maps in 2 parts: each training case's maps come from a model
     trained without its part, and every map set records it."""

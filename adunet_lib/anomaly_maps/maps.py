@@ -10,13 +10,15 @@ spacing as the T2W image — and masked to the gland there too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.ndimage import uniform_filter
 
 from adunet_lib.data.image import Image, read_image
 from adunet_lib.preprocessing.pipeline import PreprocessedCase
 from adunet_lib.run_folder import RunContext
-from adunet_lib.vocabulary import CROPPED, SEQUENCE_DISPLAY, SEQUENCES
+from adunet_lib.vocabulary import CROPPED, ORACLE, SEQUENCE_DISPLAY, SEQUENCES
 
 #: The sequence whose anomaly map the case viewers overlay.
 VIEWER_SEQUENCE = "adc"
@@ -52,6 +54,36 @@ def case_maps(pre: PreprocessedCase, reconstructions: np.ndarray, kernel_size: i
     recon = np.where(has_gland[None, :, None, None], reconstructions, st.images)
     stack = slice_maps(st.images, recon, st.gland, kernel_size)
     return {seq: pre.to_t2w(stack[c], mode=mode, mask=True) for c, seq in enumerate(SEQUENCES)}
+
+
+def map_makers(model: str, part: int | None, run_parts: Sequence[int], held_out: str) -> list[int | None]:
+    """Which of ``model``'s networks make one case's maps (``None``: the model trained on every part).
+
+    Without leak-free maps (no ``run_parts``): the model. With them, a training-split case of part ``part``
+    gets the cross-fitted model blind to it; every other case (validation, external, a new study) gets the
+    part models' mean map (``held_out="parts"``: the networks whose maps nnU-Net learns from, so the
+    channel has one scale in training and testing) or the model (``"full"``). The oracle is one "network".
+    """
+    if model == ORACLE or not run_parts:
+        return [None]
+    if part is not None:
+        return [part]
+    return list(run_parts) if held_out == "parts" else [None]
+
+
+def model_maps(ctx: RunContext, model: str, pre: PreprocessedCase, kernel_size: int, makers: Sequence[int | None],
+               cache: dict | None = None) -> tuple[dict[str, Image], list[np.ndarray]]:
+    """A case's maps on its T2W grid, the mean over ``makers``' maps (:func:`map_makers`), and each maker's
+    G(x) (``(3, n, S, S)``). The mean is taken on the T2W grid: resampling and masking are linear, so it is
+    the map of the mean residual image."""
+    from adunet_lib.anomaly_models.inference import pseudo_healthy
+
+    healthy = [pseudo_healthy(ctx, model, pre, cache, part) for part in makers]
+    each = [case_maps(pre, h, kernel_size) for h in healthy]
+    if len(each) == 1:
+        return each[0], healthy
+    return {seq: each[0][seq].with_array(np.mean([m[seq].array for m in each], axis=0).astype(np.float32))
+            for seq in SEQUENCES}, healthy
 
 
 def case_overlays(ctx: RunContext, model: str, set_name: str, case_id: str) -> tuple[dict, dict]:

@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from adunet_lib.anomaly_maps.maps import case_maps, slice_maps
+from adunet_lib.anomaly_maps.maps import map_makers, model_maps, slice_maps
 from adunet_lib.anomaly_maps.params import MapsParams
 from adunet_lib.anomaly_maps.quality import quality_table
 from adunet_lib.anomaly_models.inference import checkpoints, pseudo_healthy, reconstruct_stack
 from adunet_lib.anomaly_models.oracle import ZONES as EDIT_ZONES
-from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, twin_files, twin_stack
+from adunet_lib.anomaly_models.oracle import edit_scores, edit_sums, has_twins, mean_sums, twin_files, twin_stack
 from adunet_lib.anomaly_models.data import cases_seen
 from adunet_lib.anomaly_models.registry import display_name, get, trained_models
 from adunet_lib.cache import fingerprint, is_current, recorded, write_record
@@ -58,9 +58,11 @@ def map_checkpoints(ctx: RunContext, model: str, parts: set) -> list[str]:
     return [str(p.relative_to(ctx.run_dir)) for part in order for _, p in checkpoints(ctx, model, CROPPED, part)]
 
 
-def map_fingerprint(ctx: RunContext, ckpts: list[str], kernel_size: int) -> str:
-    """What a map set is made from: the kernel, its checkpoints and the preprocessed cases."""
-    return fingerprint({"kernel_size": kernel_size, "mode": CROPPED, "checkpoints": ckpts},
+def map_fingerprint(ctx: RunContext, ckpts: list[str], kernel_size: int, held_out: str | None = None) -> str:
+    """What a map set is made from: the kernel, its checkpoints and the preprocessed cases (and, with
+    leak-free maps, who maps the held-out cases)."""
+    what = {"kernel_size": kernel_size, "mode": CROPPED, "checkpoints": ckpts}
+    return fingerprint(what | ({"held_out_maps": held_out} if held_out else {}),
                        upstream=[recorded(ctx.preprocessing_record).get("fingerprint", "")],
                        files=[ctx.run_dir / c for c in ckpts])
 
@@ -77,21 +79,25 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, kernel_size: int,
-                  show_progress: bool = True, shard: tuple[int, int] | None = None) -> pd.DataFrame:
+                  show_progress: bool = True, shard: tuple[int, int] | None = None,
+                  held_out: str = "parts") -> pd.DataFrame:
     """Write the three maps of every case for every model (resumable; redone when a model changed).
 
     ``shard=(K, N)``: only cases K, K+N, … (1-based) and no final record — notebook 05 (the unsharded
-    call) completes the set and writes it.
+    call) completes the set and writes it. ``held_out``: with leak-free maps, who maps the cases outside
+    the parts (:func:`~adunet_lib.anomaly_maps.maps.map_makers`).
     """
     rows = []
     parts = _parts(cases)
+    run_parts = sorted(p for p in set(parts.values()) if p is not None)
     if shard is not None:
         index, count = shard
         cases = cases.iloc[index - 1::count]
     for model in models:
         folder, record = ctx.map_dir(model), ctx.map_record(model)
         ckpts = map_checkpoints(ctx, model, set(parts.values()) | {None})
-        key = map_fingerprint(ctx, ckpts, kernel_size)
+        rule = held_out if run_parts and model != ORACLE else None
+        key = map_fingerprint(ctx, ckpts, kernel_size, rule)
         with exclusive(ctx.map_lock(model)):
             if folder.is_dir() and not is_current(record, key):
                 shutil.rmtree(folder)  # made by another checkpoint, kernel or cohort: stale
@@ -107,13 +113,14 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
                     and (not twins or ctx.map_edits(model, cid).is_file()))
             if not done:
                 pre = PreprocessedCase.from_run(ctx, row["set"], cid)
-                healthy = pseudo_healthy(ctx, model, pre, cache, parts[cid])
+                maps, healthy = model_maps(ctx, model, pre, kernel_size,
+                                           map_makers(model, parts[cid], run_parts, held_out), cache)
                 twin = twin_stack(ctx, pre) if twins else None
                 if twin is not None:  # phantoms: how far G(x) is from the twin, while G(x) is at hand
                     st = pre.stack(CROPPED)
-                    write_json(ctx.map_edits(model, cid), edit_sums(st.images, healthy, twin, st.gland, st.lesion,
-                                                                    st.zones))
-                for seq, image in case_maps(pre, healthy, kernel_size).items():
+                    write_json(ctx.map_edits(model, cid), mean_sums([edit_sums(st.images, h, twin, st.gland, st.lesion,
+                                                                               st.zones) for h in healthy]))
+                for seq, image in maps.items():
                     write_image(image, ctx.map_file(model, cid, seq))
             rows.append({"model": model, "set": row["set"], "case_id": cid, "reused": done})
         if shard is not None:
@@ -122,7 +129,7 @@ def generate_maps(ctx: RunContext, models: Sequence[str], cases: pd.DataFrame, k
         seen = [] if model == ORACLE else cases_seen(cases, get(model).uses_labels)
         write_record(record, key, model=model, complete=True, display_name=display_name(model), kernel_size=kernel_size,
                      checkpoints=ckpts, cohort=recorded(ctx.preprocessing_record).get("anomaly_cohort", {}),
-                     leak_free=any(p is not None for p in parts.values()), seen_by_model=seen)
+                     leak_free=bool(run_parts), held_out_maps=rule, seen_by_model=seen)
     return pd.DataFrame(rows)
 
 
@@ -155,7 +162,8 @@ def run(ctx: RunContext, params: MapsParams, models: Sequence[str] | None = None
     chosen = chosen_models(ctx, params, models)
     log(f"maps from: {chosen}")
     cases, _ = ctx.tables()
-    made = generate_maps(ctx, chosen, cases, params.blur_kernel, show_progress=show_progress, shard=shard)
+    made = generate_maps(ctx, chosen, cases, params.blur_kernel, show_progress=show_progress, shard=shard,
+                         held_out=params.held_out_maps)
     shown = [m for m in params.fig4_models if m in chosen] or chosen[:2]
     return MapSet(chosen, made, shown)
 

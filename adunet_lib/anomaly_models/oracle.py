@@ -16,7 +16,7 @@ data have none). Two uses:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -81,6 +81,16 @@ def edit_sums(images: np.ndarray, healthy: np.ndarray, twin: np.ndarray, gland: 
                               "lesion_abs": float(np.abs(change).sum()), "lesion_voxels": int(inside.sum()),
                               "healthy_abs": float(np.abs(g - x)[outside].sum()), "healthy_voxels": int(outside.sum())}
     return out
+
+
+def mean_sums(sums: Sequence[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """The mean of several :func:`edit_sums` of one case (maps that are the mean of several models' maps:
+    their models' mean removal and change). Voxel counts are the same in each and stay counts."""
+    if len(sums) == 1:
+        return sums[0]
+    return {seq: {zone: {key: type(value)(np.mean([s[seq][zone][key] for s in sums]))
+                         for key, value in sums[0][seq][zone].items()}
+                  for zone in sums[0][seq]} for seq in sums[0]}
 
 
 def edit_scores(sums: Iterable[dict[str, float]]) -> dict[str, float]:

@@ -131,7 +131,12 @@ def _map_lines(ctx: RunContext, pre: dict, cases: pd.DataFrame, evaluated: set[s
                        "cases" + ("" if record.get("leak_free") else " (`leak_free_maps` 0; k ≥ 2 cross-fits them)"))
         else:
             verdict = "no evaluated row of Table II uses a map from a model that saw its case"
+        held_out = {"parts": "; every other case's map is the mean of those part models' maps (the channel nnU-Net "
+                             "learned from)",
+                    "full": "; every other case's map comes from the model trained on every part (`held_out_maps: "
+                            "full`: a channel of another scale than the one nnU-Net learned from)"}
         how = ("leak-free: each training-split case's map comes from a cross-fitted model that never saw it"
+               + held_out.get(record.get("held_out_maps"), "")
                if record.get("leak_free") else "training-split maps, which nnU-Net learns from, come from a model "
                "that saw those cases")
         lines.append(f"- maps of `{model}`: made by a model that saw the case for {int(seen.sum())} of the "
