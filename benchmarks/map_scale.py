@@ -1,13 +1,13 @@
-"""How large are a run's anomaly maps inside lesions and on healthy gland, per site? Reads a finished
+"""How large are a run's anomaly maps inside lesions and on healthy gland, per split? Reads a finished
 run (notebook 05 done) and prints, per map model × sequence × split: the median over studies of the mean
 map value inside the lesion (studies with a lesion voxel in the gland), of the healthy gland's median
 (the map's floor) and of its 90th percentile, and the lesion's excess over the floor.
 
     python benchmarks/map_scale.py --run runs/bench --out figures/bench/map_scale.md
 
-nnU-Net takes the map channels as they are (``map_normalisation: noNorm``): a map model whose floor or
-lesion excess differs between the internal and the external site hands nnU-Net a different channel
-there. Not a test: it reads a run folder. Reads the T2W-grid maps of ``maps/<model>/`` and the lesion
+nnU-Net takes the map channels as they are (``map_normalisation: noNorm``): maps whose floor or lesion
+excess differs between the training split (what nnU-Net learns from) and the validation or external
+studies (what it is scored on) hand nnU-Net a different channel there. Not a test: it reads a run folder. Reads the T2W-grid maps of ``maps/<model>/`` and the lesion
 masks of the run's cases; the gland is the one notebook 01 cropped with.
 """
 
